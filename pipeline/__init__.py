@@ -1,0 +1,1 @@
+"""VAE-GAN hybrid benchmark: data, networks, methods, training, metrics, reports."""

@@ -1,0 +1,97 @@
+"""The dataset classifier: trained on the training split, its penultimate layer is the
+feature space of `fd_classifier` (a Fréchet distance that needs no downloaded weights).
+
+Inputs follow clean-fid's feature-extractor convention: float images in [0, 255], N x C x H x W.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from pipeline.config import ClassifierConfig
+from pipeline.data import DataInfo, Prepared
+from pipeline.io import atomic_torch_save
+
+CLASSIFIER_FORMAT = "classifier/1"
+
+
+class Classifier(nn.Module):
+    """Three conv layers (w, 2w, 4w; 3x3, each max-pooled) -> dense feature_dim -> classes."""
+
+    def __init__(self, info: DataInfo, cfg: ClassifierConfig):
+        super().__init__()
+        w = cfg.width
+        self.body = nn.Sequential(
+            nn.Conv2d(info.channels, w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(2 * w, 4 * w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Linear(4 * w * (info.resolution // 8) ** 2, cfg.feature_dim))
+        self.head = nn.Sequential(nn.ReLU(), nn.Linear(cfg.feature_dim, info.n_classes))
+
+    def features(self, x255: torch.Tensor) -> torch.Tensor:
+        """Penultimate features (before the ReLU, so no dead dimensions) of images in [0, 255]
+        (clean-fid's extractor convention)."""
+        return self.body(x255 / 127.5 - 1.0)
+
+    def forward(self, x255: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x255))
+
+
+@torch.no_grad()
+def predict(model: Classifier, images_u8: np.ndarray, batch: int = 1000) -> np.ndarray:
+    model.eval()
+    out = [model(torch.from_numpy(np.asarray(images_u8[i:i + batch])).float()).argmax(1).numpy()
+           for i in range(0, len(images_u8), batch)]
+    return np.concatenate(out)
+
+
+def train_classifier(data: Prepared, cfg: ClassifierConfig, seed: int = 0) -> tuple[Classifier, float]:
+    """Train on the training split; returns the model (eval mode) and its test accuracy."""
+    if data.info.kind != "image" or data.y("train") is None:
+        raise ValueError(f"{data.info.name}: the classifier needs a labelled image dataset")
+    torch.manual_seed(seed)
+    model = Classifier(data.info, cfg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    x = torch.from_numpy(np.ascontiguousarray(data.x("train")))
+    y = torch.from_numpy(np.ascontiguousarray(data.y("train")))
+    generator = torch.Generator().manual_seed(seed)
+    steps = cfg.epochs * (len(x) // cfg.batch_size)
+    bar = tqdm(total=steps, desc=f"classifier {data.info.name}", unit="step", mininterval=2.0)
+    model.train()
+    for _ in range(cfg.epochs):
+        order = torch.randperm(len(x), generator=generator)
+        for i in range(0, len(x) - cfg.batch_size + 1, cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            loss = F.cross_entropy(model(x[idx].float()), y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    bar.close()
+    accuracy = float((predict(model, data.x("test")) == data.y("test")).mean())
+    return model.eval(), accuracy
+
+
+def save_classifier(model: Classifier, info: DataInfo, cfg: ClassifierConfig, accuracy: float, path: Path) -> None:
+    atomic_torch_save({"format": CLASSIFIER_FORMAT, "info": asdict(info), "config": asdict(cfg),
+                       "state_dict": model.state_dict(), "test_accuracy": accuracy}, path)
+
+
+def load_classifier(path: str | Path) -> tuple[Classifier, dict]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"classifier {path} not found: run `dvc repro train_classifier` first")
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    if blob.get("format") != CLASSIFIER_FORMAT:
+        raise ValueError(f"{path} is not a {CLASSIFIER_FORMAT} file; re-run `dvc repro train_classifier`")
+    model = Classifier(DataInfo.from_dict(blob["info"]), ClassifierConfig(**blob["config"]))
+    model.load_state_dict(blob["state_dict"])
+    return model.eval(), blob

@@ -1,0 +1,354 @@
+"""Typed configuration: the only bridge from params.yaml to the library.
+
+Every section of params.yaml maps to a dataclass here (or to a method's own config
+dataclass, see `pipeline.methods`). `from_dict` rejects unknown keys and values of the wrong
+type, each dataclass checks its ranges in `__post_init__`, and `load_params` checks the
+cross-references (grid -> models -> methods), so a bad params file stops a run before any
+training with an error that names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A params file is wrong; the message names the key and the fix."""
+
+
+def require(ok: bool, key: str, message: str) -> None:
+    """Raise ConfigError for `key` unless `ok`."""
+    if not ok:
+        raise ConfigError(f"params: '{key}' {message}")
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"params: '{key}' = {value!r} has the wrong type; expected {hint}")
+    if origin is typing.Literal:
+        require(value in args, key, f"= {value!r} is not allowed; choose one of {list(args)}")
+        return value
+    if origin in (list, tuple):
+        require(isinstance(value, (list, tuple)), key, f"= {value!r} must be a list")
+        inner = args[0] if args else Any
+        out = [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        require(isinstance(value, dict), key, f"= {value!r} must be a mapping")
+        kt, vt = args if args else (Any, Any)
+        return {_coerce(k, kt, key): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, key)
+    if hint is Any:
+        return value
+    if hint is bool:
+        require(isinstance(value, bool), key, f"= {value!r} must be true or false")
+        return value
+    if hint is int:
+        require(isinstance(value, int) and not isinstance(value, bool), key, f"= {value!r} must be an integer")
+        return value
+    if hint is float:
+        if isinstance(value, str):  # YAML reads 2e-4 as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        require(isinstance(value, (int, float)) and not isinstance(value, bool), key,
+                f"= {value!r} must be a number")
+        return float(value)
+    if hint is str:
+        require(isinstance(value, str), key, f"= {value!r} must be a string")
+        return value
+    return value
+
+
+def from_dict(cls: type, data: dict | None, where: str) -> Any:
+    """Build dataclass `cls` from `data`, rejecting unknown keys; `where` prefixes key names."""
+    data = {} if data is None else data
+    require(isinstance(data, dict), where, f"must be a mapping of {cls.__name__} fields, got {data!r}")
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - names)
+    require(not unknown, f"{where}.{unknown[0]}" if unknown else where,
+            f"is not a known key; allowed keys of '{where}': {sorted(names)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # a required field is missing
+        raise ConfigError(f"params: '{where}' is incomplete: {e}") from None
+
+
+def to_dict(obj: Any) -> dict:
+    """A dataclass as a plain dict (the inverse of from_dict)."""
+    return dataclasses.asdict(obj)
+
+
+def stable_hash(obj: Any) -> str:
+    """Short sha256 of a JSON-serialisable object (dataclasses allowed), key order ignored."""
+    if dataclasses.is_dataclass(obj):
+        obj = dataclasses.asdict(obj)
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass
+class TrainConfig:
+    """Settings of the generic training loop.
+
+    iterations: generator steps (the papers' "iterations"); batch_size: images per step;
+    log_every: iterations between rows of train_log.csv; checkpoint_every: iterations between
+    resumable checkpoints; device: auto | cpu | cuda | cuda:N; threads: CPU threads (0 = all);
+    lr_decay_to: final learning rate as a fraction of the initial one (exponential decay).
+    """
+
+    iterations: int = 50_000  # AVAE §5: 5e4 iterations
+    batch_size: int = 64  # AVAE §5: batch 64
+    log_every: int = 50  # iterations between train_log.csv rows
+    checkpoint_every: int = 1000  # iterations between resumable checkpoints
+    device: str = "auto"  # auto picks cuda when available
+    threads: int = 0  # torch intra-op threads on CPU; 0 = every core
+    lr_decay_to: float = 1.0  # 1.0 = constant lr; AVAE authors' code decays to 0.02
+
+    def __post_init__(self) -> None:
+        require(self.iterations >= 1, "train.iterations", f"= {self.iterations} must be >= 1")
+        require(self.batch_size >= 2, "train.batch_size", f"= {self.batch_size} must be >= 2")
+        require(self.log_every >= 1, "train.log_every", "must be >= 1")
+        require(self.checkpoint_every >= 1, "train.checkpoint_every", "must be >= 1")
+        require(self.threads >= 0, "train.threads", "must be >= 0")
+        require(0.0 < self.lr_decay_to <= 1.0, "train.lr_decay_to", f"= {self.lr_decay_to} must be in (0, 1]")
+        require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+                "train.device", f"= {self.device!r}; use auto, cpu, cuda or cuda:N")
+
+
+@dataclass
+class NetworkConfig:
+    """Network sizes shared by every method.
+
+    width: AVAE Fig. 5 width multiplier w; latent_dim: size of z; mlp_hidden: units of the
+    two-hidden-layer MLPs used for vector data (toy2d).
+    """
+
+    width: int = 128  # AVAE Fig. 5: w = 128
+    latent_dim: int = 100  # AVAE authors' code: latent size 100
+    mlp_hidden: int = 128  # AVAE §5.1: MLPs of 128 units
+
+    def __post_init__(self) -> None:
+        require(1 <= self.width <= 1024, "networks.width", f"= {self.width} must be in [1, 1024]")
+        require(1 <= self.latent_dim <= 4096, "networks.latent_dim", f"= {self.latent_dim} must be in [1, 4096]")
+        require(self.mlp_hidden >= 1, "networks.mlp_hidden", "must be >= 1")
+
+
+@dataclass
+class EvaluateConfig:
+    """Evaluation settings.
+
+    n_samples: generated samples for fd_classifier and fid (paper: 50,000); n_recon: test
+    images reconstructed for mse/lpips (0 = the whole test split); batch_size: images per
+    forward pass; grid_rows: rows (and columns) of the PNG grids; inception_weights /
+    alexnet_weights: optional explicit weight files (empty = the libraries' own caches).
+    """
+
+    n_samples: int = 50_000  # AVAE T1: FID on 50,000 samples
+    n_recon: int = 0  # 0 = whole test split
+    batch_size: int = 500  # images per forward pass
+    grid_rows: int = 8  # 8 x 8 sample grid
+    inception_weights: str = ""  # clean-fid's inception-2015-12-05.pt; empty = clean-fid's cache
+    alexnet_weights: str = ""  # torchvision alexnet-owt-7be5be79.pth; empty = torch hub cache
+
+    def __post_init__(self) -> None:
+        require(self.n_samples >= 2, "evaluate.n_samples", "must be >= 2 (a covariance needs two samples)")
+        require(self.n_recon >= 0, "evaluate.n_recon", "must be >= 0")
+        require(self.batch_size >= 1, "evaluate.batch_size", "must be >= 1")
+        require(1 <= self.grid_rows <= 32, "evaluate.grid_rows", "must be in [1, 32]")
+
+
+@dataclass
+class ClassifierConfig:
+    """The dataset classifier behind fd_classifier (trained on the training split).
+
+    epochs: passes over the training split; batch_size; lr: Adam learning rate; width:
+    channels of the first conv layer; feature_dim: size of the penultimate layer (the
+    feature space of fd_classifier).
+    """
+
+    epochs: int = 3  # passes over the training split
+    batch_size: int = 128  # images per step
+    lr: float = 1e-3  # Adam learning rate
+    width: int = 32  # channels of the first conv layer
+    feature_dim: int = 128  # penultimate layer: the fd_classifier feature space
+
+    def __post_init__(self) -> None:
+        require(self.epochs >= 1, "classifier.epochs", "must be >= 1")
+        require(self.batch_size >= 2, "classifier.batch_size", "must be >= 2")
+        require(self.lr > 0, "classifier.lr", "must be > 0")
+        require(self.width >= 1 and self.feature_dim >= 2, "classifier.width", "and feature_dim must be positive")
+
+
+@dataclass
+class DatasetConfig:
+    """One dataset. source: where its raw files are ('' = the registry's default location);
+    n_train / n_test: sizes for generated datasets (toy2d) or a cap on a real split (0 = all);
+    seed: generation seed for synthetic data."""
+
+    source: str = ""  # raw files; empty = the dataset's default location
+    n_train: int = 0  # toy2d: points; real data: cap (0 = the whole split)
+    n_test: int = 0  # toy2d: points; real data: cap (0 = the whole split)
+    seed: int = 0  # toy2d generation seed
+
+    def __post_init__(self) -> None:
+        require(self.n_train >= 0 and self.n_test >= 0, "datasets.*.n_train", "and n_test must be >= 0")
+
+
+@dataclass
+class GridConfig:
+    """The benchmark grid: datasets x seeds x models, by stage.
+
+    pretrain: stage-1 models exported frozen (method vae); baselines: models trained from
+    scratch; stage2: models trained on a frozen stage-1 export; evaluate: models whose
+    cells are evaluated and tabulated, in table order.
+    """
+
+    datasets: list[str] = field(default_factory=lambda: ["fashion_mnist"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])  # AVAE T1: five runs
+    pretrain: list[str] = field(default_factory=lambda: ["vae"])
+    baselines: list[str] = field(default_factory=lambda: ["gan"])
+    stage2: list[str] = field(default_factory=lambda: ["avae_xi_a", "avae_a", "avae_b"])
+    evaluate: list[str] = field(default_factory=lambda: ["vae", "gan", "avae_xi_a", "avae_a", "avae_b"])
+
+    def __post_init__(self) -> None:
+        require(len(self.seeds) == len(set(self.seeds)), "grid.seeds", f"= {self.seeds} has duplicates")
+        require(all(s >= 0 for s in self.seeds), "grid.seeds", "must be >= 0")
+        require(self.datasets != [], "grid.datasets", "must name at least one dataset")
+
+
+@dataclass
+class ModelSpec:
+    """One row of the benchmark: a registered method with its config and loop overrides."""
+
+    name: str
+    method: str
+    config: Any  # the method's own config dataclass
+    train: TrainConfig
+
+    @property
+    def config_hash(self) -> str:
+        return stable_hash({"method": self.method, "config": to_dict(self.config)})
+
+
+@dataclass
+class Params:
+    """The whole params.yaml, validated."""
+
+    datasets: dict[str, DatasetConfig]
+    grid: GridConfig
+    networks: NetworkConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    classifier: ClassifierConfig
+    models: dict[str, ModelSpec]
+    raw: dict = field(repr=False, default_factory=dict)
+
+    def model(self, name: str) -> ModelSpec:
+        require(name in self.models, f"models.{name}", f"is not defined; defined models: {sorted(self.models)}")
+        return self.models[name]
+
+    def dataset(self, name: str) -> DatasetConfig:
+        require(name in self.datasets, f"datasets.{name}", f"is not defined; defined: {sorted(self.datasets)}")
+        return self.datasets[name]
+
+
+TOP_LEVEL = ("datasets", "grid", "networks", "train", "evaluate", "classifier", "models")
+
+
+def parse_model(name: str, entry: dict, train_defaults: dict) -> ModelSpec:
+    """A `models.<name>` entry: {method, train: {...overrides}, **method config fields}."""
+    from pipeline.methods import REGISTRY  # methods import config, not the other way round
+
+    where = f"models.{name}"
+    require(isinstance(entry, dict) and "method" in entry, where, "must be a mapping with a 'method' key")
+    entry = dict(entry)
+    method = entry.pop("method")
+    require(method in REGISTRY, f"{where}.method", f"= {method!r} is not a registered method; "
+            f"registered: {sorted(REGISTRY)} (python -m pipeline methods)")
+    train_over = entry.pop("train", {}) or {}
+    require(isinstance(train_over, dict), f"{where}.train", "must be a mapping of train keys")
+    train = from_dict(TrainConfig, {**train_defaults, **train_over}, f"{where}.train" if train_over else "train")
+    config = from_dict(REGISTRY[method].config_cls, entry, where)
+    return ModelSpec(name=name, method=method, config=config, train=train)
+
+
+def parse_params(raw: dict) -> Params:
+    """Validate a params mapping (see params.yaml) into Params; raises ConfigError."""
+    require(isinstance(raw, dict), "<root>", "params must be a mapping")
+    unknown = sorted(set(raw) - set(TOP_LEVEL))
+    require(not unknown, unknown[0] if unknown else "", f"is not a known section; allowed: {list(TOP_LEVEL)}")
+    from pipeline.data import DATASETS
+    from pipeline.methods import REGISTRY
+
+    datasets = _coerce(raw.get("datasets", {}), dict[str, DatasetConfig], "datasets")
+    for name in datasets:
+        require(name in DATASETS, f"datasets.{name}", f"is not a known dataset; known: {sorted(DATASETS)}")
+    train_raw = raw.get("train", {}) or {}
+    params = Params(
+        datasets=datasets,
+        grid=from_dict(GridConfig, raw.get("grid"), "grid"),
+        networks=from_dict(NetworkConfig, raw.get("networks"), "networks"),
+        train=from_dict(TrainConfig, train_raw, "train"),
+        evaluate=from_dict(EvaluateConfig, raw.get("evaluate"), "evaluate"),
+        classifier=from_dict(ClassifierConfig, raw.get("classifier"), "classifier"),
+        models={n: parse_model(n, e, train_raw) for n, e in (raw.get("models") or {}).items()},
+        raw=raw,
+    )
+    g = params.grid
+    for d in g.datasets:
+        params.dataset(d)
+    for stage in ("pretrain", "baselines", "stage2", "evaluate"):
+        for name in getattr(g, stage):
+            params.model(name)
+    for name in g.pretrain:
+        require(REGISTRY[params.models[name].method].exports_vae, f"grid.pretrain ({name})",
+                "must be a method that exports a frozen VAE (method: vae)")
+    for name in g.baselines:
+        require(not REGISTRY[params.models[name].method].needs_vae, f"grid.baselines ({name})",
+                "builds on a frozen VAE export: list it under grid.stage2")
+    for name in g.stage2:
+        require(REGISTRY[params.models[name].method].needs_vae, f"grid.stage2 ({name})",
+                "trains from scratch: list it under grid.baselines")
+    trained = set(g.pretrain) | set(g.baselines) | set(g.stage2)
+    for name in g.evaluate:
+        require(name in trained, f"grid.evaluate ({name})",
+                "is not trained by the grid: add it to grid.pretrain, grid.baselines or grid.stage2")
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a params file; a missing or malformed file is a ConfigError."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"params file {path} not found: run from the repository root or pass --params")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    return parse_params(raw or {})

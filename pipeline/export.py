@@ -1,0 +1,89 @@
+"""Frozen stage-1 exports: a VAE's encoder and decoder, loadable for inference only.
+
+An export holds the weights, the architecture config, the data description (scale
+included) and a content hash of the weights; `load_vae_export` verifies the hash and
+returns a `FrozenVAE` whose parameters never require gradients and which stays in eval
+mode, so nothing a later stage does can change it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pipeline.config import NetworkConfig
+from pipeline.data import DataInfo
+from pipeline.io import atomic_torch_save
+from pipeline.networks import Encoder, build_generator
+
+EXPORT_FORMAT = "vae_export/1"
+
+
+class FrozenVAE(nn.Module):
+    """Encoder + decoder of a stage-1 VAE, frozen: no gradients, always in eval mode."""
+
+    def __init__(self, info: DataInfo, net: NetworkConfig, sigma: str):
+        super().__init__()
+        self.info, self.net, self.sigma = info, net, sigma
+        self.encoder = Encoder(info, net, sigma)
+        self.decoder = build_generator(net.latent_dim, info, net)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "FrozenVAE":
+        return super().train(False)  # batch-norm statistics stay frozen too
+
+    def arch(self) -> dict:
+        return {"info": asdict(self.info), "networks": asdict(self.net), "sigma": self.sigma}
+
+    @classmethod
+    def from_arch(cls, arch: dict) -> "FrozenVAE":
+        return cls(DataInfo.from_dict(arch["info"]), NetworkConfig(**arch["networks"]), arch["sigma"])
+
+
+def weights_hash(state_dict: dict[str, torch.Tensor]) -> str:
+    """sha256 over parameter names, shapes, dtypes and bytes."""
+    h = hashlib.sha256()
+    for key in sorted(state_dict):
+        t = state_dict[key].detach().cpu().contiguous()
+        h.update(f"{key}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def export_vae(encoder: nn.Module, decoder: nn.Module, info: DataInfo, net: NetworkConfig, sigma: str,
+               path: Path, provenance: dict) -> str:
+    """Write a frozen export of (encoder, decoder); returns its content hash."""
+    frozen = FrozenVAE(info, net, sigma)
+    frozen.encoder.load_state_dict(encoder.state_dict())
+    frozen.decoder.load_state_dict(decoder.state_dict())
+    state = {k: v.cpu() for k, v in frozen.state_dict().items()}
+    digest = weights_hash(state)
+    atomic_torch_save({"format": EXPORT_FORMAT, "arch": frozen.arch(), "state_dict": state,
+                       "content_hash": digest, "provenance": provenance}, path)
+    return digest
+
+
+class ExportError(ValueError):
+    """An export file is missing, of another format, or fails its content hash."""
+
+
+def load_vae_export(path: str | Path, device: str | torch.device = "cpu") -> FrozenVAE:
+    """Load and verify a frozen export; raises ExportError naming the file and the fix."""
+    path = Path(path)
+    if not path.exists():
+        raise ExportError(f"VAE export {path} not found: run `dvc repro pretrain_vae` first")
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(blob, dict) or blob.get("format") != EXPORT_FORMAT:
+        raise ExportError(f"{path} is not a {EXPORT_FORMAT} file; re-run `dvc repro pretrain_vae`")
+    if weights_hash(blob["state_dict"]) != blob["content_hash"]:
+        raise ExportError(f"{path}: weights do not match their content hash (corrupt or edited); "
+                          "re-run `dvc repro pretrain_vae` or `dvc checkout`")
+    frozen = FrozenVAE.from_arch(blob["arch"])
+    frozen.load_state_dict(blob["state_dict"])
+    frozen.content_hash = blob["content_hash"]
+    return frozen.to(device)

@@ -1,0 +1,97 @@
+"""Method registry: each method is one file that declares its networks and what each
+optimiser phase minimises. The training loop (`pipeline.training`) knows no method.
+
+Adding a method: write `pipeline/methods/<name>.py` with a config dataclass and a `Method`
+subclass decorated with `@register`, import it at the bottom of this file, add a `models:`
+entry to params.yaml and a test in tests/test_methods.py.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+import torch
+from torch import nn
+
+from pipeline.config import NetworkConfig
+from pipeline.data import DataInfo
+
+
+@dataclass
+class Phase:
+    """One optimiser phase of an iteration.
+
+    name: prefix of its logged terms; modules: whose parameters it updates (nothing else
+    receives gradients during it); loss: batch -> named terms, which must include "loss";
+    lr / betas: its Adam optimiser; steps: updates per iteration (e.g. 5 critic steps).
+    """
+
+    name: str
+    modules: list[nn.Module]
+    loss: Callable[[torch.Tensor], dict[str, torch.Tensor]]
+    lr: float = 2e-4  # DCGAN (Radford et al.), used by AVAE §5
+    betas: tuple[float, float] = (0.5, 0.999)  # DCGAN beta1 = 0.5
+    steps: int = 1  # updates of this phase per iteration
+
+
+class Method(nn.Module, abc.ABC):
+    """Base class. Subclasses set `name`, `config_cls`, build networks in __init__ and
+    implement `phases`, `sample` and, when they have an encoder, `encode`/`reconstruct`.
+
+    needs_vae: trained on a frozen stage-1 export (receives it as `vae`);
+    exports_vae: is itself a stage-1 model whose encoder/decoder are exported frozen.
+    """
+
+    name: ClassVar[str]
+    config_cls: ClassVar[type]
+    needs_vae: ClassVar[bool] = False
+    exports_vae: ClassVar[bool] = False
+
+    def __init__(self, config, info: DataInfo, net: NetworkConfig, vae: nn.Module | None = None):
+        super().__init__()
+        self.config, self.info, self.net = config, info, net
+
+    @classmethod
+    def check_config(cls, config, dataset: str) -> None:
+        """Raise ConfigError if `config` cannot run on `dataset` (called before any training)."""
+
+    @abc.abstractmethod
+    def phases(self) -> list[Phase]:
+        """The optimiser phases of one iteration, in order."""
+
+    def prior(self, n: int) -> torch.Tensor:
+        """z ~ p(z) = N(0, I)."""
+        return torch.randn(n, self.net.latent_dim, device=self.device)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @abc.abstractmethod
+    def sample(self, n: int) -> torch.Tensor:
+        """n samples on the model scale (called under torch.no_grad)."""
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(mu, log_sigma) of q(z|x), or None for methods without an encoder."""
+        return None
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Reconstructions of x on the model scale, or None without an encoder."""
+        return None
+
+
+REGISTRY: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator adding a method to REGISTRY under `cls.name`."""
+    if cls.name in REGISTRY:
+        raise ValueError(f"method {cls.name!r} registered twice")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+from pipeline.methods import avae, gan, vae  # noqa: E402,F401  (registration side effect)

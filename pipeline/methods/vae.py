@@ -1,0 +1,82 @@
+"""β-VAE (AVAE eq. 9; LSR-GAN eq. 5 and App. A): stage 1 of the pipeline, exported frozen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from pipeline import losses
+from pipeline.config import ConfigError
+from pipeline.methods import Method, Phase, register
+from pipeline.networks import Encoder, build_generator
+
+
+@dataclass
+class VaeConfig:
+    """beta: KL weight, a number or a per-dataset mapping (AVAE §5: bedroom 4, celeba 5,
+    cifar10 10, cifar100 10, svhn 20); reconstruction: 'mse' (½ sum of squares, AVAE eq. 9)
+    or 'log_mse' (LSR-GAN App. A); sigma: 'learned' (input-independent, AVAE Fig. 5) or
+    'encoder' (output by the encoder); lr, beta1, beta2: Adam."""
+
+    beta: float | dict[str, float] = 1.0  # KL weight (β-VAE)
+    reconstruction: Literal["mse", "log_mse"] = "mse"  # AVAE eq. 9 / LSR-GAN App. A
+    sigma: Literal["learned", "encoder"] = "learned"  # AVAE Fig. 5 caption: sigma learned directly
+    lr: float = 2e-4  # AVAE authors' code: Adam 2e-4
+    beta1: float = 0.5  # DCGAN hyper-parameters (AVAE §5)
+    beta2: float = 0.999
+
+    def beta_for(self, dataset: str) -> float:
+        if isinstance(self.beta, dict):
+            if dataset not in self.beta:
+                raise ConfigError(f"params: 'models.*.beta' has no value for dataset {dataset!r}; "
+                                  f"it covers {sorted(self.beta)}: add '{dataset}: <beta>'")
+            return self.beta[dataset]
+        return self.beta
+
+    def __post_init__(self) -> None:
+        values = self.beta.values() if isinstance(self.beta, dict) else [self.beta]
+        if any(b < 0 for b in values) or self.lr <= 0:
+            raise ConfigError("params: 'models.*.beta' must be >= 0 and 'lr' > 0")
+
+
+@register
+class VAE(Method):
+    """Encoder E and decoder D trained on L = recon(D(z), x) + β·KL(q(z|x) ‖ p(z))."""
+
+    name = "vae"
+    config_cls = VaeConfig
+    exports_vae = True
+
+    def __init__(self, config: VaeConfig, info, net, vae=None):
+        super().__init__(config, info, net)
+        self.beta = config.beta_for(info.name)
+        self.encoder = Encoder(info, net, config.sigma)
+        self.decoder = build_generator(net.latent_dim, info, net)
+        self.recon = {"mse": losses.sum_squares_recon, "log_mse": losses.log_mse_recon}[config.reconstruction]
+
+    @classmethod
+    def check_config(cls, config: VaeConfig, dataset: str) -> None:
+        config.beta_for(dataset)
+
+    def vae_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        mu, log_sigma = self.encoder(x)
+        z = losses.reparameterize(mu, log_sigma)
+        recon = self.recon(self.decoder(z), x).mean()
+        kl = losses.kl_standard_normal(mu, log_sigma).mean()
+        return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl}  # AVAE eq. 9
+
+    def phases(self) -> list[Phase]:
+        c = self.config
+        return [Phase("vae", [self.encoder, self.decoder], self.vae_loss, c.lr, (c.beta1, c.beta2))]
+
+    def sample(self, n: int) -> torch.Tensor:
+        return self.decoder(self.prior(n))
+
+    def encode(self, x):
+        return self.encoder(x)
+
+    @torch.no_grad()
+    def reconstruct(self, x):
+        return self.decoder(self.encoder(x)[0])  # decode the posterior mean

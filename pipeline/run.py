@@ -1,0 +1,206 @@
+"""What each pipeline stage does, as plain functions of (params, names, paths).
+
+The DVC stage scripts, the `python -m pipeline` CLI and (later) the Prefect flows all call
+these; none of them holds logic of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline import classifier as clf
+from pipeline import data as datamod
+from pipeline import results
+from pipeline.config import NetworkConfig, Params, from_dict, stable_hash, to_dict
+from pipeline.data import BatchSampler, DataInfo, load_prepared
+from pipeline.evaluate import CellEvaluator
+from pipeline.export import FrozenVAE, export_vae, load_vae_export
+from pipeline.io import atomic_torch_save, atomic_write, atomic_write_json
+from pipeline.methods import REGISTRY, Method
+from pipeline.training import Trainer, resolve_device
+
+MODEL_FORMAT = "model/1"
+
+
+@contextlib.contextmanager
+def stage_timer(name: str):
+    """Print the wall time of a stage when it ends."""
+    t0 = time.perf_counter()
+    print(f"[{name}] started", flush=True)
+    yield
+    print(f"[{name}] finished in {time.perf_counter() - t0:.1f} s", flush=True)
+
+
+def check_grid(params: Params) -> None:
+    """Ask every method whether it can run on every grid dataset (before any training)."""
+    for name, spec in params.models.items():
+        for dataset in params.grid.datasets:
+            REGISTRY[spec.method].check_config(spec.config, dataset)
+
+
+# ------------------------------------------------------------------ prepare
+
+
+def prepare_dataset(params: Params, name: str, out_dir: Path) -> Path:
+    with stage_timer(f"prepare {name}"):
+        check_grid(params)
+        out = datamod.prepare(name, params.dataset(name), Path(out_dir))
+        sizes = load_prepared(out).meta["sizes"]
+        print(f"[prepare {name}] wrote {out}: {sizes}")
+        return out
+
+
+# ------------------------------------------------------------------ train
+
+
+def build_method(method: str, config, info: DataInfo, net: NetworkConfig, vae: FrozenVAE | None) -> Method:
+    return REGISTRY[method](config, info, net, vae)
+
+
+def train_cell(params: Params, dataset: str, model: str, seed: int, data_dir: Path, out_dir: Path,
+               checkpoint_dir: Path, vae_dir: Path | None = None, stop_at: int | None = None) -> Method:
+    """Train one (dataset, model, seed) cell; writes model.pt, train_log.csv, run.json (and
+    export.pt for stage-1 models) to out_dir. Resumes from checkpoint_dir when interrupted."""
+    spec = params.model(model)
+    cls = REGISTRY[spec.method]
+    desc = f"train {model}/{dataset}/seed{seed}"
+    with stage_timer(desc):
+        check_grid(params)
+        cfg = spec.train
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        device = resolve_device(cfg.device)
+        torch.manual_seed(seed)
+        data = load_prepared(data_dir)
+        vae = None
+        if cls.needs_vae:
+            if vae_dir is None:
+                raise ValueError(f"{model} ({spec.method}) builds on a frozen VAE export: pass --vae DIR")
+            vae = load_vae_export(Path(vae_dir) / "export.pt", device)
+        method = build_method(spec.method, spec.config, data.info, params.networks, vae).to(device)
+        run_hash = stable_hash({"model": spec.config_hash, "train": to_dict(cfg), "networks": to_dict(params.networks),
+                                "data": data.meta["files"], "seed": seed,
+                                "vae": getattr(vae, "content_hash", None)})
+        sampler = BatchSampler(data.x("train"), data.info, cfg.batch_size, device, seed)
+        out_dir = Path(out_dir)
+        trainer = Trainer(method, sampler, cfg, Path(checkpoint_dir) / "checkpoint.pt", out_dir / "train_log.csv",
+                          run_hash, desc)
+        rows = trainer.run(stop_at=stop_at)
+        if trainer.iteration < cfg.iterations:
+            return method  # stopped early on purpose (tests simulate a killed run this way)
+        atomic_torch_save({"format": MODEL_FORMAT, "model": model, "method": spec.method,
+                           "config": to_dict(spec.config), "networks": to_dict(params.networks),
+                           "info": asdict(data.info), "vae_arch": vae.arch() if vae is not None else None,
+                           "state_dict": {k: v.cpu() for k, v in method.state_dict().items()},
+                           "iterations": trainer.iteration, "seed": seed, "run_hash": run_hash},
+                          out_dir / "model.pt")
+        if cls.exports_vae:
+            digest = export_vae(method.encoder, method.decoder, data.info, params.networks, spec.config.sigma,
+                                out_dir / "export.pt", {"model": model, "dataset": dataset, "seed": seed,
+                                                         "run_hash": run_hash, "iterations": trainer.iteration})
+            print(f"[{desc}] frozen export {out_dir / 'export.pt'} (sha256 {digest[:12]})")
+        atomic_write_json(out_dir / "run.json", {
+            "dataset": dataset, "model": model, "method": spec.method, "seed": seed, "run_hash": run_hash,
+            "config": to_dict(spec.config), "train": to_dict(cfg), "networks": to_dict(params.networks),
+            "device": str(device), "wall_time_s": round(trainer.wall_time, 2),
+            "iterations_per_s": round(trainer.iteration / max(trainer.wall_time, 1e-9), 2),
+            "final_losses": rows[-1] if rows else {}, "git_rev": results.git_revision()})
+        return method
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Method, dict]:
+    """Rebuild a trained method from model.pt (self-describing: config, data info, arch)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run `dvc repro` for the train stages first")
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    if blob.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{path} is not a {MODEL_FORMAT} file; re-run its train stage")
+    cls = REGISTRY[blob["method"]]
+    config = from_dict(cls.config_cls, blob["config"], f"{path}:config")
+    vae = FrozenVAE.from_arch(blob["vae_arch"]) if blob["vae_arch"] else None
+    method = cls(config, DataInfo.from_dict(blob["info"]), NetworkConfig(**blob["networks"]), vae)
+    method.load_state_dict(blob["state_dict"])
+    return method.to(device).eval(), blob
+
+
+# ------------------------------------------------------------------ classifier
+
+
+def train_classifier(params: Params, dataset: str, data_dir: Path, out_dir: Path) -> float:
+    """Train the dataset classifier; cache the training split's feature statistics."""
+    from pipeline import metrics
+
+    with stage_timer(f"train_classifier {dataset}"):
+        data = load_prepared(data_dir)
+        model, accuracy = clf.train_classifier(data, params.classifier)
+        out_dir = Path(out_dir)
+        clf.save_classifier(model, data.info, params.classifier, accuracy, out_dir / "classifier.pt")
+        train = data.x("train")
+        feats = metrics.extract_features(metrics.array_source(train), model.features, len(train),
+                                         params.evaluate.batch_size, desc="train features")
+        mu, sigma = metrics.feature_stats(feats)
+        atomic_write(out_dir / "train_stats.npz", lambda p: np.savez(open(p, "wb"), mu=mu, sigma=sigma, n=len(train)))
+        atomic_write_json(out_dir / "classifier.json", {"dataset": dataset, "test_accuracy": accuracy,
+                                                        "n_train": len(train), "config": to_dict(params.classifier)})
+        print(f"[train_classifier {dataset}] test accuracy {accuracy:.4f}")
+        return accuracy
+
+
+def load_classifier_dir(classifier_dir: Path):
+    model, _ = clf.load_classifier(Path(classifier_dir) / "classifier.pt")
+    stats = np.load(Path(classifier_dir) / "train_stats.npz")
+    return model, (stats["mu"], stats["sigma"])
+
+
+# ------------------------------------------------------------------ evaluate
+
+
+def evaluate_cell(params: Params, dataset: str, model: str, seed: int, data_dir: Path, model_dir: Path,
+                  out_dir: Path, classifier_dir: Path | None = None) -> pd.DataFrame:
+    """Metrics of one cell -> out_dir/metrics.parquet, plus samples.png / reconstructions.png."""
+    with stage_timer(f"evaluate {model}/{dataset}/seed{seed}"):
+        if params.train.threads:
+            torch.set_num_threads(params.train.threads)
+        method, blob = load_model(Path(model_dir) / "model.pt")
+        data = load_prepared(data_dir)
+        classifier, stats = (None, None)
+        if classifier_dir is not None and data.info.kind == "image":
+            classifier, stats = load_classifier_dir(classifier_dir)
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rows = CellEvaluator(method, data, params.evaluate, out_dir, classifier, stats, seed).rows()
+        df = pd.DataFrame([asdict(r) for r in rows])
+        df.insert(0, "seed", seed)
+        df.insert(0, "variant", model)
+        df.insert(0, "method", blob["method"])
+        df.insert(0, "dataset", dataset)
+        df["git_rev"] = results.git_revision()
+        df["params_hash"] = stable_hash({"run": blob["run_hash"], "evaluate": to_dict(params.evaluate)})
+        results.write_metrics(df, out_dir / "metrics.parquet")
+        for r in rows:
+            shown = f"{r.value:.4f}" if r.status == "ok" else f"{r.status} ({r.reason[:60]}...)"
+            print(f"  {r.metric:>14}: {shown}  [{r.time_s:.1f} s]")
+        return df
+
+
+def aggregate(params: Params, evals_dir: Path, out_dir: Path) -> pd.DataFrame:
+    """Every grid cell's metrics.parquet under evals_dir -> results.parquet, summary.json, table.md."""
+    with stage_timer("aggregate"):
+        g = params.grid
+        files = [Path(evals_dir) / d / m / f"seed{s}" / "metrics.parquet"
+                 for d in g.datasets for m in g.evaluate for s in g.seeds]
+        absent = [str(f) for f in files if not f.exists()]
+        if absent:
+            raise FileNotFoundError(f"{len(absent)} grid cells have no metrics yet (e.g. {absent[0]}): "
+                                    "run `dvc repro` (the evaluate stages) first")
+        df = results.aggregate(files, out_dir, params.grid.evaluate)
+        print(f"[aggregate] {len(files)} cells, {len(df)} rows -> {out_dir}")
+        return df
