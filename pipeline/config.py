@@ -225,15 +225,16 @@ class GridConfig:
     """The benchmark grid: datasets x seeds x models, by stage.
 
     pretrain: stage-1 models exported frozen (method vae); baselines: models trained from
-    scratch; stage2: models trained on a frozen stage-1 export; evaluate: models whose
-    cells are evaluated and tabulated, in table order.
+    scratch; stage2: for each stage-1 model, the models trained on its frozen export (one
+    DVC stage per export: `train` for vae); evaluate: models whose cells are evaluated and
+    tabulated, in table order.
     """
 
     datasets: list[str] = field(default_factory=lambda: ["fashion_mnist"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])  # AVAE T1: five runs
     pretrain: list[str] = field(default_factory=lambda: ["vae"])
     baselines: list[str] = field(default_factory=lambda: ["gan"])
-    stage2: list[str] = field(default_factory=lambda: ["avae_xi_a", "avae_a", "avae_b"])
+    stage2: dict[str, list[str]] = field(default_factory=lambda: {"vae": ["avae_xi_a", "avae_a", "avae_b"]})
     evaluate: list[str] = field(default_factory=lambda: ["vae", "gan", "avae_xi_a", "avae_a", "avae_b"])
 
     def __post_init__(self) -> None:
@@ -323,22 +324,25 @@ def parse_params(raw: dict) -> Params:
     g = params.grid
     for d in g.datasets:
         params.dataset(d)
-    for stage in ("pretrain", "baselines", "stage2", "evaluate"):
-        for name in getattr(g, stage):
-            params.model(name)
+    for name in [*g.pretrain, *g.baselines, *g.evaluate, *(m for ms in g.stage2.values() for m in ms)]:
+        params.model(name)
     for name in g.pretrain:
         require(REGISTRY[params.models[name].method].exports_vae, f"grid.pretrain ({name})",
                 "must be a method that exports a frozen VAE (method: vae)")
     for name in g.baselines:
         require(not REGISTRY[params.models[name].method].needs_vae, f"grid.baselines ({name})",
                 "builds on a frozen VAE export: list it under grid.stage2")
-    for name in g.stage2:
-        require(REGISTRY[params.models[name].method].needs_vae, f"grid.stage2 ({name})",
-                "trains from scratch: list it under grid.baselines")
-    trained = set(g.pretrain) | set(g.baselines) | set(g.stage2)
+    for export, names in g.stage2.items():
+        require(export in g.pretrain, f"grid.stage2.{export}", f"is not a stage-1 model of grid.pretrain {g.pretrain}")
+        for name in names:
+            require(REGISTRY[params.models[name].method].needs_vae, f"grid.stage2.{export} ({name})",
+                    "trains from scratch: list it under grid.baselines")
+    stage2 = [m for ms in g.stage2.values() for m in ms]
+    require(len(stage2) == len(set(stage2)), "grid.stage2", "lists a model under two exports")
+    trained = set(g.pretrain) | set(g.baselines) | set(stage2)
     for name in g.evaluate:
         require(name in trained, f"grid.evaluate ({name})",
-                "is not trained by the grid: add it to grid.pretrain, grid.baselines or grid.stage2")
+                "is not trained by the grid: add it to grid.pretrain, grid.baselines or grid.stage2.<export>")
     return params
 
 

@@ -2,7 +2,8 @@
 
 Each iteration runs the method's phases in order; a phase updates only its own modules
 (every other parameter has requires_grad off while it runs) with its own Adam optimiser,
-`steps` times. Every `log_every` iterations the mean of each named term is logged (the only
+`steps` times; a phase whose loss returns a false "gate" term skips that update. Every
+`log_every` iterations the mean of each named term is logged (the only
 host-device sync); a non-finite term stops the run with the last good checkpoint kept.
 Checkpoints hold the weights, optimiser and scheduler states, the RNG and the batch
 sampler, so a killed run resumes to the same result as an uninterrupted one.
@@ -126,9 +127,11 @@ class Trainer:
                 module.requires_grad_(any(module is m for m in phase.modules))
             for _ in range(phase.steps):
                 terms = phase.loss(self.sampler.next())
-                optimizer.zero_grad(set_to_none=True)
-                terms["loss"].backward()
-                optimizer.step()
+                # a method may gate an update on the batch (AVAE-S: D only while its accuracy < 0.7)
+                if "gate" not in terms or bool(terms["gate"]):
+                    optimizer.zero_grad(set_to_none=True)
+                    terms["loss"].backward()
+                    optimizer.step()
                 for key, value in terms.items():
                     name = f"{phase.name}/{key}"
                     sums[name] = sums.get(name, 0.0) + value.detach() / phase.steps
@@ -136,7 +139,8 @@ class Trainer:
             scheduler.step()
 
     def run(self, stop_at: int | None = None) -> list[dict]:
-        """Train up to cfg.iterations (or `stop_at`, used to simulate a killed run)."""
+        """Train up to cfg.iterations. `stop_at` simulates a kill: the loop just stops there,
+        without logging or checkpointing, as a killed process would."""
         self.try_resume()
         end = min(self.cfg.iterations, stop_at or self.cfg.iterations)
         self.method.train()
@@ -149,7 +153,7 @@ class Trainer:
             self.iteration += 1
             count += 1
             bar.update(1)
-            last = self.iteration == end
+            last = self.iteration == self.cfg.iterations
             if self.iteration % self.cfg.log_every == 0 or last:
                 row = {"iteration": self.iteration, **{k: float(v) / count for k, v in sums.items()}}
                 bad = [k for k, v in row.items() if not math.isfinite(v)]

@@ -1,0 +1,91 @@
+"""Shared fixtures: tiny configs, generated IDX files and prepared datasets."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import data as datamod
+from pipeline.config import DatasetConfig, NetworkConfig, TrainConfig, parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> str:
+    """Write `array` (uint8) as an IDX file; returns the sha256 of the uncompressed bytes."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(">" + "I" * array.ndim, *array.shape)
+    blob = header + array.astype(np.uint8).tobytes()
+    if compress:
+        with gzip.open(path, "wb") as f:
+            f.write(blob)
+    else:
+        path.write_bytes(blob)
+    return hashlib.sha256(blob).hexdigest()
+
+
+@pytest.fixture
+def idx_folder(tmp_path, monkeypatch):
+    """A Fashion-MNIST-shaped IDX folder (96 train, 32 test images) with its checksums pinned."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "fmnist_raw"
+    folder.mkdir()
+    arrays = {"train_x": rng.integers(0, 256, (96, 28, 28)), "train_y": rng.integers(0, 10, 96),
+              "test_x": rng.integers(0, 256, (32, 28, 28)), "test_y": rng.integers(0, 10, 32)}
+    pinned = {}
+    for key, (stem, _) in datamod.FASHION_MNIST_FILES.items():
+        pinned[key] = (stem, write_idx(folder / f"{stem}.gz", arrays[key]))
+    monkeypatch.setattr(datamod, "FASHION_MNIST_FILES", pinned)
+    return folder, arrays
+
+
+@pytest.fixture
+def toy_prepared(tmp_path):
+    """toy2d prepared with 2,000 training points."""
+    return datamod.load_prepared(datamod.prepare("toy2d", DatasetConfig(n_train=2000, n_test=500, seed=0),
+                                                 tmp_path / "toy2d"))
+
+
+@pytest.fixture
+def image_prepared(idx_folder, tmp_path):
+    """The IDX fixture prepared (1 x 32 x 32 images)."""
+    folder, _ = idx_folder
+    return datamod.load_prepared(datamod.prepare("fashion_mnist", DatasetConfig(source=str(folder)),
+                                                 tmp_path / "fmnist"))
+
+
+TINY_NET = NetworkConfig(width=4, latent_dim=8, mlp_hidden=32)
+
+
+def tiny_params(**overrides) -> dict:
+    """A params mapping for tests: toy2d + fashion_mnist, tiny networks and runs."""
+    raw = {
+        "datasets": {"toy2d": {"n_train": 2000, "n_test": 500}, "fashion_mnist": {}},
+        "grid": {"datasets": ["toy2d"], "seeds": [0], "pretrain": ["vae"], "baselines": ["gan"],
+                 "stage2": {"vae": ["avae_b"]}, "evaluate": ["vae", "gan", "avae_b"]},
+        "networks": {"width": 4, "latent_dim": 1, "mlp_hidden": 32},
+        "train": {"iterations": 40, "batch_size": 32, "log_every": 10, "checkpoint_every": 20, "device": "cpu"},
+        "evaluate": {"n_samples": 200, "batch_size": 100, "grid_rows": 4},
+        "classifier": {"epochs": 1, "batch_size": 32},
+        "models": {"vae": {"method": "vae", "beta": 1.0, "lr": 0.001}, "gan": {"method": "gan"},
+                   "avae_b": {"method": "avae", "latent_loss": "b"}},
+    }
+    for key, value in overrides.items():
+        raw[key] = value
+    return raw
+
+
+@pytest.fixture
+def params():
+    return parse_params(tiny_params())
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
