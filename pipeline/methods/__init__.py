@@ -2,8 +2,8 @@
 optimiser phase minimises. The training loop (`pipeline.training`) knows no method.
 
 Adding a method: write `pipeline/methods/<name>.py` with a config dataclass and a `Method`
-subclass decorated with `@register`, import it at the bottom of this file, add a `models:`
-entry to params.yaml and a test in tests/test_methods.py.
+subclass decorated with `@register` (every module of this package is imported, so the
+decorator is the registry line), add a `models:` entry to params.yaml and a test.
 """
 
 from __future__ import annotations
@@ -94,4 +94,13 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
-from pipeline.methods import avae, gan, vae  # noqa: E402,F401  (registration side effect)
+def _import_all() -> None:
+    """Import every module of this package so that their @register decorators run."""
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+
+
+_import_all()
