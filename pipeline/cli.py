@@ -1,7 +1,8 @@
 """`python -m pipeline <command>`: the entry points the DVC stages call, plus tools.
 
 Commands: prepare, train (stage 1 and stage 2 alike), train-classifier, evaluate,
-aggregate, methods (registered methods, one per line), weights (where the metric weights
+aggregate, report (report.html), toy (AVAE §5.1 toy experiment: Fig. 6 PNG + JSON), diff (metric changes between revisions, Markdown), metrics
+(registered metrics), grid (the whole grid through Prefect), data (datasets: raw files and prepared sizes), methods (registered methods, one per line), weights (where the metric weights
 are looked for), check (validate params.yaml).
 """
 
@@ -51,9 +52,38 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--evals", type=Path, required=True)
     s.add_argument("--out", type=Path, required=True)
 
+    s = sub.add_parser("toy", help="AVAE §5.1 toy experiment: VAE vs AVAE (with/without ξ) on toy2d -> "
+                       "the Fig. 6 PNG and a JSON of data densities at the reconstructions")
+    s.add_argument("--data", type=Path, required=True, help="prepared toy2d folder")
+    s.add_argument("--models", type=Path, required=True, help="folder for the three trained toy models")
+    s.add_argument("--figure", type=Path, required=True, help="the PNG to write (e.g. docs/toy_avae.png)")
+    s.add_argument("--summary", type=Path, required=True, help="the JSON to write (e.g. docs/toy_avae.json)")
+
+    s = sub.add_parser("report", help="results.parquet + per-cell PNGs -> a self-contained report.html")
+    s.add_argument("--results", type=Path, required=True, help="metrics/results.parquet (from aggregate)")
+    s.add_argument("--evals", type=Path, required=True, help="folder of per-cell evaluation outputs (PNGs)")
+    s.add_argument("--out", type=Path, required=True, help="the HTML file to write")
+
+    s = sub.add_parser("diff", help="Markdown table of metric changes between two revisions "
+                       "(dvc metrics/params diff), relative to the seed-to-seed std")
+    s.add_argument("rev", help="old revision (e.g. main, HEAD~1)")
+    s.add_argument("rev2", nargs="?", help="new revision (default: the workspace)")
+    s.add_argument("--all", action="store_true", help="also list unchanged metrics and params")
+
+    sub.add_parser("metrics", help="list registered metrics with the cells they apply to")
     sub.add_parser("methods", help="list registered methods, one per line")
     s = sub.add_parser("weights", help="report where metric weights are looked for and what is present")
     sub.add_parser("check", help="validate the params file")
+    s = sub.add_parser("data", help="each dataset: raw files present?, where looked for, prepared size")
+    s.add_argument("--prepared", type=Path, default=Path("data/prepared"),
+                   help="folder of prepared datasets (dvc.yaml's prepare outputs; default: data/prepared)")
+
+    s = sub.add_parser("grid", help="run the grid through Prefect (pipeline/flows.py): concurrent cells, "
+                       "one per GPU, retries, then one `dvc commit`")
+    s.add_argument("--datasets", nargs="+", help="part of grid.datasets (default: all)")
+    s.add_argument("--seeds", nargs="+", type=int, help="part of grid.seeds (default: all)")
+    s.add_argument("--models", nargs="+", help="part of the grid's models (default: all)")
+    s.add_argument("--no-aggregate", action="store_true", help="skip the aggregate stage")
     return p
 
 
@@ -65,11 +95,25 @@ def run(args: argparse.Namespace) -> int:
 
         print("\n".join(sorted(REGISTRY)))
         return 0
+    if args.command == "metrics":
+        from pipeline.evaluate import METRICS
+
+        print("\n".join(f"{name}: needs {', '.join(sorted(spec.needs))}" for name, spec in METRICS.items()))
+        return 0
+    if args.command == "diff":
+        from pipeline.diff import diff
+
+        print(diff(args.rev, args.rev2, show_all=args.all), end="")
+        return 0
     params = load_params(args.params)
     if args.command == "check":
         stages.check_grid(params)
         g = params.grid
         print(f"{args.params}: ok ({len(g.datasets)} datasets x {len(g.seeds)} seeds x {len(g.evaluate)} models)")
+    elif args.command == "data":
+        from pipeline.data import data_report
+
+        print(data_report(params.datasets, args.prepared))
     elif args.command == "weights":
         from pipeline import weights
 
@@ -85,6 +129,17 @@ def run(args: argparse.Namespace) -> int:
                              args.classifier)
     elif args.command == "aggregate":
         stages.aggregate(params, args.evals, args.out)
+    elif args.command == "toy":
+        from pipeline.toy import run_toy
+
+        run_toy(params, args.data, args.models, args.figure, args.summary)
+    elif args.command == "report":
+        stages.report(params, args.results, args.evals, args.out)
+    elif args.command == "grid":
+        from pipeline.flows import grid_flow
+
+        grid_flow(datasets=args.datasets, seeds=args.seeds, models=args.models, params_file=args.params,
+                  aggregate=not args.no_aggregate)
     return 0
 
 

@@ -16,7 +16,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -119,7 +119,8 @@ class TrainConfig:
     iterations: generator steps (the papers' "iterations"); batch_size: images per step;
     log_every: iterations between rows of train_log.csv; checkpoint_every: iterations between
     resumable checkpoints; device: auto | cpu | cuda | cuda:N; threads: CPU threads (0 = all);
-    lr_decay_to: final learning rate as a fraction of the initial one (exponential decay).
+    lr_decay_to: final learning rate as a fraction of the initial one (exponential decay);
+    channels_last, autocast, fused_optimizer, compile: speed options (see training.py).
     """
 
     iterations: int = 50_000  # AVAE §5: 5e4 iterations
@@ -129,6 +130,11 @@ class TrainConfig:
     device: str = "auto"  # auto picks cuda when available
     threads: int = 0  # torch intra-op threads on CPU; 0 = every core
     lr_decay_to: float = 1.0  # 1.0 = constant lr; AVAE authors' code decays to 0.02
+    # speed options (issue 7): each is checked against the plain loop by tests/test_speed.py
+    channels_last: bool = False  # NHWC memory format for the conv nets and image batches
+    autocast: Literal["off", "bf16"] = "off"  # bf16 autocast of network forwards; losses stay fp32
+    fused_optimizer: bool = False  # Adam with foreach (CPU) / fused (CUDA) kernels
+    compile: bool = False  # torch.compile every network (worth it for long GPU runs only)
 
     def __post_init__(self) -> None:
         require(self.iterations >= 1, "train.iterations", f"= {self.iterations} must be >= 1")
@@ -166,7 +172,13 @@ class EvaluateConfig:
     n_samples: generated samples for fd_classifier and fid (paper: 50,000); n_recon: test
     images reconstructed for mse/lpips (0 = the whole test split); batch_size: images per
     forward pass; grid_rows: rows (and columns) of the PNG grids; inception_weights /
-    alexnet_weights: optional explicit weight files (empty = the libraries' own caches).
+    alexnet_weights: optional explicit weight files (empty = the libraries' own caches);
+    metrics: registered metrics to compute (empty = all; `python -m pipeline metrics`);
+    stats_cache: folder of cached real-data feature statistics (empty = no cache);
+    n_variance / variance_draws: test images and z ~ q(z|x) draws per image of recon_variance;
+    is_splits: chunks of the Inception scores; diversity_pairs: image pairs of MS-SSIM
+    diversity; critic_steps / critic_batch_size / critic_lr / critic_width: the independent
+    Wasserstein critic; strip_steps: images per row of the interpolation / traversal strips.
     """
 
     n_samples: int = 50_000  # AVAE T1: FID on 50,000 samples
@@ -175,9 +187,28 @@ class EvaluateConfig:
     grid_rows: int = 8  # 8 x 8 sample grid
     inception_weights: str = ""  # clean-fid's inception-2015-12-05.pt; empty = clean-fid's cache
     alexnet_weights: str = ""  # torchvision alexnet-owt-7be5be79.pth; empty = torch hub cache
+    metrics: list[str] = field(default_factory=list)  # empty = every registered metric
+    stats_cache: str = "cache/stats"  # real-data statistics keyed by dataset + extractor hash
+    n_variance: int = 1000  # test images for recon_variance (LSR-GAN T1 uses the test set)
+    variance_draws: int = 8  # z ~ q(z|x) per image for recon_variance
+    is_splits: int = 10  # Inception score chunks (Salimans et al. 2016: 10)
+    diversity_pairs: int = 1000  # random pairs for 1 - MS-SSIM (α-GAN §4)
+    critic_steps: int = 300  # independent critic updates (α-GAN trains it alongside; paper.yaml: more)
+    critic_batch_size: int = 64  # independent critic batch
+    critic_lr: float = 1e-4  # WGAN-GP Adam lr (Gulrajani et al. 2017)
+    critic_width: int = 32  # channels of the critic's first conv
+    strip_steps: int = 10  # images per interpolation / traversal row
 
     def __post_init__(self) -> None:
         require(self.n_samples >= 2, "evaluate.n_samples", "must be >= 2 (a covariance needs two samples)")
+        require(self.n_variance >= 1, "evaluate.n_variance", "must be >= 1")
+        require(self.variance_draws >= 2, "evaluate.variance_draws", "must be >= 2 (a variance needs two draws)")
+        require(self.is_splits >= 1, "evaluate.is_splits", "must be >= 1")
+        require(self.diversity_pairs >= 1, "evaluate.diversity_pairs", "must be >= 1")
+        require(self.critic_steps >= 1 and self.critic_batch_size >= 2 and self.critic_lr > 0 and self.critic_width >= 1,
+                "evaluate.critic_steps", "critic_steps >= 1, critic_batch_size >= 2, critic_lr > 0, critic_width >= 1")
+        require(self.strip_steps >= 2, "evaluate.strip_steps", "must be >= 2")
+        require(len(set(self.metrics)) == len(self.metrics), "evaluate.metrics", f"= {self.metrics} has duplicates")
         require(self.n_recon >= 0, "evaluate.n_recon", "must be >= 0")
         require(self.batch_size >= 1, "evaluate.batch_size", "must be >= 1")
         require(1 <= self.grid_rows <= 32, "evaluate.grid_rows", "must be in [1, 32]")
@@ -206,18 +237,121 @@ class ClassifierConfig:
 
 
 @dataclass
-class DatasetConfig:
-    """One dataset. source: where its raw files are ('' = the registry's default location);
-    n_train / n_test: sizes for generated datasets (toy2d) or a cap on a real split (0 = all);
-    seed: generation seed for synthetic data."""
+class OrchestrationConfig:
+    """Prefect orchestration of the grid (pipeline/flows.py); no stage reads it.
 
-    source: str = ""  # raw files; empty = the dataset's default location
-    n_train: int = 0  # toy2d: points; real data: cap (0 = the whole split)
-    n_test: int = 0  # toy2d: points; real data: cap (0 = the whole split)
-    seed: int = 0  # toy2d generation seed
+    retries: extra attempts of a failing stage before its cells are recorded as failed;
+    retry_delay_s: seconds between attempts; devices: GPU ids given to concurrent tasks, one
+    task per GPU ("auto" = every GPU the host shows, or a list such as "0,1"); cpu_slots:
+    tasks at a time on a host without GPUs (1 = the cells in sequence); inline_on_cpu: with a
+    single CPU slot, run each stage's command in the flow's own process instead of a new
+    interpreter (GPU slots always get their own process, for CUDA_VISIBLE_DEVICES).
+    """
+
+    retries: int = 1  # a transient fault (OOM, preempted node) gets one more attempt
+    retry_delay_s: float = 10.0  # seconds before the next attempt
+    devices: str = "auto"  # one task per GPU: "auto" = every visible GPU, or ids "0,1,3"
+    cpu_slots: int = 1  # without GPUs: concurrent tasks (1 = in sequence)
+    inline_on_cpu: bool = True  # one CPU slot: run stages in the flow's process (no interpreter start per stage)
+
+    def __post_init__(self) -> None:
+        require(self.retries >= 0, "orchestration.retries", f"= {self.retries} must be >= 0")
+        require(self.retry_delay_s >= 0, "orchestration.retry_delay_s", "must be >= 0")
+        require(self.cpu_slots >= 1, "orchestration.cpu_slots", f"= {self.cpu_slots} must be >= 1")
+        ids = [d.strip() for d in self.devices.split(",")]
+        require(self.devices == "auto" or all(d.isdigit() for d in ids), "orchestration.devices",
+                f"= {self.devices!r}; use auto or comma-separated GPU ids such as '0,1'")
+
+
+@dataclass
+class ToyConfig:
+    """The toy experiment of AVAE §5.1 (Fig. 6): VAE vs AVAE with and without ξ on toy2d.
+
+    seed: training seed; latent_dim: size of z; mlp_hidden: units of the two-hidden-layer
+    MLPs; batch_size: points per step; vae_iterations / vae_beta / vae_lr: the β-VAE
+    (learned input-independent σ); avae_iterations / avae_lr / latent_loss: both AVAE
+    generators (G(z) and G(z, ξ)) trained on the frozen VAE; lr_decay_to: final learning
+    rate of every toy model as a fraction of the initial one; sweep_points: latent positions
+    along each drawn manifold; xi_draws: ξ samples per latent position for G(z, ξ);
+    kde_bandwidth: isotropic Gaussian KDE bandwidth (data units) for the data density at
+    manifold points; plot_points: data points drawn; device / threads: as in `train`.
+    """
+
+    seed: int = 0  # training seed
+    latent_dim: int = 1  # AVAE §5.1: one-dimensional latent space
+    mlp_hidden: int = 128  # AVAE §5.1: two-hidden-layer MLPs of 128 units
+    batch_size: int = 64  # AVAE §5: batch 64
+    vae_iterations: int = 4000  # not in the paper: enough for the toy VAE on a CPU
+    vae_beta: float = 0.1  # AVAE eq. 9 β; not in the paper: 0.1 keeps x1 precise in the 1-D code
+    vae_lr: float = 1e-3  # not in the paper: Adam lr for the toy VAE
+    avae_iterations: int = 6000  # not in the paper: generator steps of each toy AVAE
+    avae_lr: float = 5e-4  # not in the paper (AVAE §5 uses 2e-4 on images)
+    latent_loss: Literal["a", "b"] = "a"  # AVAE eq. 12 (L_Z^a) or eq. 16 (L_Z^b)
+    lr_decay_to: float = 1.0  # final lr as a fraction of the initial one (exponential decay, as `train`)
+    sweep_points: int = 2000  # latent positions along each manifold (quantiles of the data's codes)
+    xi_draws: int = 10  # ξ samples per latent position for the cloud of G(z, ξ)
+    kde_bandwidth: float = 0.1  # data units; AVAE §5.1's observation noise is 0.1
+    plot_points: int = 4000  # training points drawn in the figure
+    device: str = "cpu"  # tiny MLPs: the CPU is fast enough and deterministic
+    threads: int = 0  # torch intra-op threads on CPU; 0 = every core
+
+    def __post_init__(self) -> None:
+        for key in ("latent_dim", "mlp_hidden", "vae_iterations", "avae_iterations", "sweep_points",
+                    "xi_draws", "plot_points"):
+            require(getattr(self, key) >= 1, f"toy.{key}", f"= {getattr(self, key)} must be >= 1")
+        require(self.batch_size >= 2, "toy.batch_size", f"= {self.batch_size} must be >= 2")
+        require(self.vae_beta >= 0, "toy.vae_beta", f"= {self.vae_beta} must be >= 0")
+        require(self.vae_lr > 0 and self.avae_lr > 0, "toy.vae_lr", "and toy.avae_lr must be > 0")
+        require(self.kde_bandwidth > 0, "toy.kde_bandwidth", f"= {self.kde_bandwidth} must be > 0")
+        require(0.0 < self.lr_decay_to <= 1.0, "toy.lr_decay_to", f"= {self.lr_decay_to} must be in (0, 1]")
+        require(self.threads >= 0, "toy.threads", "must be >= 0")
+        require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+                "toy.device", f"= {self.device!r}; use auto, cpu, cuda or cuda:N")
+
+
+@dataclass
+class DatasetConfig:
+    """One dataset (pipeline/datasets/ declares each; `python -m pipeline data` lists them).
+
+    source: where its raw files are ('' = $<NAME>_DIR, then data/raw/<loader>); n_train /
+    n_test: sizes for generated datasets (toy2d, color_mnist) or a cap on a real split (0 =
+    all); seed: generation seed for synthetic data; loader: the registered dataset that
+    prepares this entry ('' = the entry's own name; e.g. `celeba96: {loader: celeba,
+    resolution: 96}`); resolution / crop / resample / test_split: override the dataset's
+    declared preprocessing ('' or 0 = the declaration's default, which follows the papers);
+    split_file: image_folder's optional list of "<relative path> <train|test>" lines;
+    download: let torchvision's downloader fetch missing raw files (needs a connection);
+    chunk: examples written per chunk (memory bound and resume granularity).
+    """
+
+    source: str = ""  # raw files; empty = $<NAME>_DIR, then data/raw/<loader>
+    n_train: int = 0  # toy2d / color_mnist: examples; real data: cap (0 = the whole split)
+    n_test: int = 0  # toy2d / color_mnist: examples; real data: cap (0 = the whole split)
+    seed: int = 0  # toy2d / color_mnist generation seed
+    loader: str = ""  # registered dataset preparing this entry; empty = the entry's name
+    resolution: int = 0  # output side in pixels; 0 = declared (CelebA 64 AVAE §5, 96 in 004 §III)
+    crop: str = ""  # "" = declared; "none", "square" (largest centred square) or a fraction such as "0.7" (tf.image.central_crop, AVAE §5 CelebA)
+    resample: str = ""  # resize filter: "" = declared; nearest | bilinear | bicubic | lanczos | box (PIL, antialiased)
+    test_split: str = ""  # official split stored as 'test' (reconstruction metrics); "" = declared (CelebA: test)
+    split_file: str = ""  # image_folder: "<relative path> <train|test>" lines; empty = every 10th image is test
+    download: bool = False  # allow torchvision's downloader when the raw files are absent (online machines only)
+    chunk: int = 4096  # examples per written chunk: bounds memory, and an interrupted prepare resumes per chunk
 
     def __post_init__(self) -> None:
         require(self.n_train >= 0 and self.n_test >= 0, "datasets.*.n_train", "and n_test must be >= 0")
+        require(self.resolution >= 0, "datasets.*.resolution", "must be >= 0 (0 = the declared size)")
+        require(self.chunk >= 1, "datasets.*.chunk", "must be >= 1")
+        require(self.resample in ("", "nearest", "bilinear", "bicubic", "lanczos", "box"), "datasets.*.resample",
+                f"= {self.resample!r}; use one of nearest, bilinear, bicubic, lanczos, box (or '' for the default)")
+        require(self.crop in ("", "none", "square") or _is_fraction(self.crop), "datasets.*.crop",
+                f"= {self.crop!r}; use 'none', 'square' or a fraction in (0, 1] such as '0.7'")
+
+
+def _is_fraction(text: str) -> bool:
+    try:
+        return 0 < float(text) <= 1
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -268,6 +402,8 @@ class Params:
     evaluate: EvaluateConfig
     classifier: ClassifierConfig
     models: dict[str, ModelSpec]
+    toy: ToyConfig = field(default_factory=ToyConfig)  # AVAE §5.1 toy experiment (stage `toy`)
+    orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)  # pipeline/flows.py
     raw: dict = field(repr=False, default_factory=dict)
 
     def model(self, name: str) -> ModelSpec:
@@ -279,7 +415,7 @@ class Params:
         return self.datasets[name]
 
 
-TOP_LEVEL = ("datasets", "grid", "networks", "train", "evaluate", "classifier", "models")
+TOP_LEVEL = ("datasets", "grid", "networks", "train", "evaluate", "classifier", "models", "toy", "orchestration")
 
 
 def parse_model(name: str, entry: dict, train_defaults: dict) -> ModelSpec:
@@ -309,7 +445,9 @@ def parse_params(raw: dict) -> Params:
 
     datasets = _coerce(raw.get("datasets", {}), dict[str, DatasetConfig], "datasets")
     for name in datasets:
-        require(name in DATASETS, f"datasets.{name}", f"is not a known dataset; known: {sorted(DATASETS)}")
+        loader = datasets[name].loader or name
+        require(loader in DATASETS, f"datasets.{name}" + (".loader" if datasets[name].loader else ""),
+                f"names no known dataset ({loader!r}); known: {sorted(DATASETS)} (python -m pipeline data)")
     train_raw = raw.get("train", {}) or {}
     params = Params(
         datasets=datasets,
@@ -319,6 +457,8 @@ def parse_params(raw: dict) -> Params:
         evaluate=from_dict(EvaluateConfig, raw.get("evaluate"), "evaluate"),
         classifier=from_dict(ClassifierConfig, raw.get("classifier"), "classifier"),
         models={n: parse_model(n, e, train_raw) for n, e in (raw.get("models") or {}).items()},
+        toy=from_dict(ToyConfig, raw.get("toy"), "toy"),
+        orchestration=from_dict(OrchestrationConfig, raw.get("orchestration"), "orchestration"),
         raw=raw,
     )
     g = params.grid
@@ -333,7 +473,9 @@ def parse_params(raw: dict) -> Params:
         require(not REGISTRY[params.models[name].method].needs_vae, f"grid.baselines ({name})",
                 "builds on a frozen VAE export: list it under grid.stage2")
     for export, names in g.stage2.items():
-        require(export in g.pretrain, f"grid.stage2.{export}", f"is not a stage-1 model of grid.pretrain {g.pretrain}")
+        # an empty list needs no export (dvc.yaml's matrix names every stage2 key; a grid may leave one empty)
+        require(export in g.pretrain or not names, f"grid.stage2.{export}",
+                f"is not a stage-1 model of grid.pretrain {g.pretrain}")
         for name in names:
             require(REGISTRY[params.models[name].method].needs_vae, f"grid.stage2.{export} ({name})",
                     "trains from scratch: list it under grid.baselines")

@@ -2,8 +2,12 @@
 
 Prepared format (one folder per dataset): `<split>_x.npy` (uint8 images N x C x H x W, or
 float32 points N x D for vector data), `<split>_y.npy` (int64 labels, optional) and
-`meta.json` (shape, scale, classes, the sha256 of every array file and of every raw source
-file). Training memory-maps the arrays; `load_prepared` verifies the checksums.
+`meta.json` (shape, scale, classes, preprocessing, the sha256 of every array file and the
+checksums of the raw source files). Training memory-maps the arrays; `load_prepared`
+verifies the checksums. The declarations of the datasets (where each comes from, how it is
+verified and preprocessed) live in `pipeline/datasets/`, one module each; `prepare` streams
+a declaration's splits chunk by chunk into pre-allocated memory maps, so memory stays
+bounded (LSUN bedroom: 3 million images) and an interrupted run resumes at its last chunk.
 """
 
 from __future__ import annotations
@@ -11,17 +15,22 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 import shutil
 import struct
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from pipeline.config import DatasetConfig
+from pipeline.io import atomic_write_text
+
+if TYPE_CHECKING:
+    from pipeline.datasets.base import Plan, Split
 
 FORMAT_VERSION = 1
 
@@ -121,42 +130,6 @@ FASHION_MNIST_HELP = (
 )
 
 
-def fashion_mnist_source(cfg: DatasetConfig) -> Path:
-    """The folder holding the raw files: params source, then $FASHION_MNIST_DIR, then Debian's path."""
-    return Path(cfg.source or os.environ.get(FASHION_MNIST_ENV) or FASHION_MNIST_DEFAULT)
-
-
-def _find_idx(folder: Path, stem: str) -> Path:
-    for candidate in (folder / f"{stem}.gz", folder / stem):
-        if candidate.exists():
-            return candidate
-    raise DatasetMissing(f"Fashion-MNIST file {stem}[.gz] not found in {folder}. {FASHION_MNIST_HELP}")
-
-
-def load_fashion_mnist(cfg: DatasetConfig) -> tuple[dict[str, np.ndarray], dict]:
-    """The official train/test split, verified, padded from 28x28 to 32x32 with zeros."""
-    folder = fashion_mnist_source(cfg)
-    arrays, sources = {}, {}
-    for key, (stem, digest) in FASHION_MNIST_FILES.items():
-        path = _find_idx(folder, stem)
-        array, raw = read_idx(path)
-        if raw != digest:
-            raise DatasetCorrupt(f"{path}: checksum mismatch (sha256 of its content is {raw}, the official "
-                                 f"release has {digest}); delete it and reinstall. {FASHION_MNIST_HELP}")
-        sources[path.name] = {"content_sha256": raw}
-        if key.endswith("_x"):
-            array = np.pad(array, ((0, 0), (2, 2), (2, 2)))[:, None]  # 28x28 -> 1x32x32
-        else:
-            array = array.astype(np.int64)
-        arrays[key] = array
-    for split in ("train", "test"):
-        cap = cfg.n_train if split == "train" else cfg.n_test
-        if cap:
-            arrays[f"{split}_x"], arrays[f"{split}_y"] = arrays[f"{split}_x"][:cap], arrays[f"{split}_y"][:cap]
-    info = DataInfo("fashion_mnist", "image", (1, 32, 32), "[-1,1]", 10)
-    return arrays, {"info": asdict(info), "sources": sources, "source_dir": str(folder)}
-
-
 # ---------------------------------------------------------------- toy2d (AVAE §5.1)
 
 
@@ -166,43 +139,96 @@ def toy2d_sample(n: int, rng: np.random.Generator) -> np.ndarray:
     return np.stack([3 * z1 + 0.1 * eps, np.cos(3 * z1) + np.tanh(3 * z2) + 0.1 * eps], 1).astype(np.float32)
 
 
-def load_toy2d(cfg: DatasetConfig) -> tuple[dict[str, np.ndarray], dict]:
-    rng = np.random.default_rng(cfg.seed)
-    n_train, n_test = cfg.n_train or 20_000, cfg.n_test or 5_000
-    arrays = {"train_x": toy2d_sample(n_train, rng), "test_x": toy2d_sample(n_test, rng)}
-    info = DataInfo("toy2d", "vector", (2,), "raw", 0)
-    return arrays, {"info": asdict(info), "sources": {"generator": "AVAE §5.1", "seed": cfg.seed}}
-
-
-DATASETS: dict[str, Callable[[DatasetConfig], tuple[dict[str, np.ndarray], dict]]] = {
-    "fashion_mnist": load_fashion_mnist,
-    "toy2d": load_toy2d,
-}
-
-
 # ---------------------------------------------------------------- prepared format
+
+PROGRESS = "progress.json"  # in the .tmp folder: examples written per split (resume marker)
 
 
 def prepare(name: str, cfg: DatasetConfig, out_dir: Path) -> Path:
-    """Load dataset `name` from its raw files and write the prepared folder atomically."""
-    if name not in DATASETS:
-        raise DatasetMissing(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
-    arrays, meta = DATASETS[name](cfg)
-    out_dir = Path(out_dir)
+    """Prepare params entry `name` (declaration cfg.loader or `name`) into `out_dir`.
+
+    The raw files are located and verified before anything is written; the arrays are
+    written chunk by chunk into `<out_dir>.tmp`, which is renamed onto `out_dir` only when
+    complete, so a failure never leaves half-written prepared data (and a rerun resumes).
+    """
+    loader = cfg.loader or name
+    if loader not in DATASETS:
+        raise DatasetMissing(f"unknown dataset {loader!r}; known: {sorted(DATASETS)} (python -m pipeline data)")
+    plan = DATASETS[loader].open(cfg, name)
+    # what shaped the data (chunk and download do not)
+    plan.meta["config"] = {k: v for k, v in asdict(cfg).items() if k not in ("chunk", "download")}
+    return write_prepared(plan, Path(out_dir), cfg.chunk)
+
+
+def write_prepared(plan: "Plan", out_dir: Path, chunk: int) -> Path:
+    """Stream `plan`'s splits into `out_dir` (memory-mapped .npy files + meta.json), resumably."""
     tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    checksums = {}
-    for key, array in arrays.items():
-        np.save(tmp / f"{key}.npy", np.ascontiguousarray(array))
-        checksums[f"{key}.npy"] = sha256_file(tmp / f"{key}.npy")
-    meta = {"format_version": FORMAT_VERSION, **meta, "files": checksums,
-            "sizes": {k: int(len(v)) for k, v in arrays.items()}}
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    fingerprint = hashlib.sha256(json.dumps(
+        {"format": FORMAT_VERSION, "meta": plan.meta, "info": asdict(plan.info),
+         "splits": {k: [s.n, list(s.shape), s.dtype, s.labelled] for k, s in plan.splits.items()}},
+        sort_keys=True, default=str).encode()).hexdigest()
+    progress = _resume_or_start(tmp, fingerprint)
+    for split_name, split in plan.splits.items():
+        _write_split(tmp, split_name, split, chunk, progress, fingerprint)
+    checksums, sizes = {}, {}
+    for split_name, split in plan.splits.items():
+        for key in (f"{split_name}_x", f"{split_name}_y") if split.labelled else (f"{split_name}_x",):
+            checksums[f"{key}.npy"] = sha256_file(tmp / f"{key}.npy")
+            sizes[key] = split.n
+    meta = {"format_version": FORMAT_VERSION, "info": asdict(plan.info), **plan.meta,
+            "files": checksums, "sizes": sizes}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+    (tmp / PROGRESS).unlink()
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
     return out_dir
+
+
+def _resume_or_start(tmp: Path, fingerprint: str) -> dict:
+    """The progress of an interrupted run of the same plan, or a fresh empty tmp folder."""
+    marker = tmp / PROGRESS
+    if marker.exists():
+        try:
+            state = json.loads(marker.read_text())
+        except ValueError:
+            state = {}
+        if state.get("fingerprint") == fingerprint:
+            done = state.get("done", {})
+            print(f"[prepare] resuming {tmp}: {done}", file=sys.stderr)
+            return done
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return {}
+
+
+def _write_split(tmp: Path, split_name: str, split: "Split", chunk: int, progress: dict, fingerprint: str) -> None:
+    """Write one split in chunks into pre-allocated memory maps, recording progress per chunk."""
+    if split.n < 1:
+        raise DatasetCorrupt(f"split {split_name!r} is empty: check the raw files and the n_train/n_test caps")
+    done = int(progress.get(split_name, 0))
+    mode = "r+" if done else "w+"
+    x = np.lib.format.open_memmap(tmp / f"{split_name}_x.npy", mode=mode, dtype=split.dtype,
+                                  shape=(split.n, *split.shape))
+    y = (np.lib.format.open_memmap(tmp / f"{split_name}_y.npy", mode=mode, dtype=np.int64, shape=(split.n,))
+         if split.labelled else None)
+    with tqdm(total=split.n, initial=done, unit="ex", desc=f"{tmp.name[:-4]}/{split_name}", disable=None,
+              file=sys.stderr) as bar:
+        for start in range(done, split.n, chunk):
+            stop = min(start + chunk, split.n)
+            xs, ys = split.read(start, stop)
+            if xs.shape != (stop - start, *split.shape):
+                raise DatasetCorrupt(f"{split_name}[{start}:{stop}]: got shape {xs.shape}, expected "
+                                     f"{(stop - start, *split.shape)}; the raw files do not match their declaration")
+            x[start:stop] = xs
+            x.flush()
+            if y is not None:
+                y[start:stop] = ys
+                y.flush()
+            progress[split_name] = stop
+            atomic_write_text(tmp / PROGRESS, json.dumps({"fingerprint": fingerprint, "done": progress}))
+            bar.update(stop - start)
+    del x, y
 
 
 @dataclass
@@ -282,3 +308,36 @@ class BatchSampler:
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
         self.order, self.position = state["order"], state["position"]
+
+
+from pipeline.datasets import DATASETS  # noqa: E402  (declarations import the names above)
+
+
+def data_report(configured: dict[str, DatasetConfig], prepared_root: Path) -> str:
+    """One block per dataset (params entries, then registered datasets params do not use):
+    whether its raw files are present, where they are looked for, its prepared size."""
+    entries = dict(configured)
+    for name in DATASETS:
+        if name not in entries and name not in {c.loader for c in configured.values()}:
+            entries[name] = DatasetConfig()
+    lines = []
+    for name, cfg in entries.items():
+        dataset = DATASETS[cfg.loader or name]
+        root = dataset.locate(cfg)
+        label = f"{name}" + (f" (loader {dataset.name})" if dataset.name != name else "")
+        label += "" if name in configured else " [not in params]"
+        lines.append(f"{label}: raw {'present in ' + str(root) if root else 'ABSENT'}")
+        lines.append("  looked in: " + "; ".join(f"{kind} {path}" for kind, path in dataset.candidates(cfg)))
+        if root is None and cfg.download and dataset.downloadable:
+            lines.append(f"  download: enabled (torchvision, into {dataset.candidates(cfg)[0][1]} on prepare)")
+        elif root is None:
+            lines.append(f"  to get it: {dataset.instructions()}")
+        prepared = Path(prepared_root) / name
+        if (prepared / "meta.json").exists():
+            meta = json.loads((prepared / "meta.json").read_text())
+            size = sum((prepared / f).stat().st_size for f in meta["files"] if (prepared / f).exists())
+            lines.append(f"  prepared: {prepared} ({size / 2**20:.1f} MiB, {meta['sizes']})")
+        else:
+            how = f"dvc repro prepare@{name}" if name in configured else f"add datasets.{name} to params.yaml"
+            lines.append(f"  prepared: no ({prepared} absent; {how})")
+    return "\n".join(lines)

@@ -1,10 +1,23 @@
-"""Evaluation of one trained cell: metric rows (values only; provenance is added by the
-caller) and the PNG grids a person looks at."""
+"""Evaluation of one trained cell: a registry of metrics over shared, computed-once inputs
+(samples, reconstructions, feature sets), and the PNG strips a person looks at.
+
+Each registered metric returns `Row`s (values only); `pipeline.run.evaluate_cell` adds the
+provenance (cell, checkpoint, git revision, params hash) and writes long-format Parquet.
+Samples are generated once per cell and quantised to 8 bits (what saving them as PNG would
+keep, clean-fid's folder protocol); each feature set (dataset classifier, Inception) is
+extracted once and shared by every metric that uses it; real-data statistics are cached
+under a hash of dataset + extractor (`evaluate.stats_cache`).
+
+Pretrained networks (Inception, AlexNet) are resolved by `pipeline.weights`; when absent the
+metrics that need them are rows with status `missing` and the reason. A network can be
+injected explicitly (`Networks`, tests only): its label then goes into the `features` column.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -14,11 +27,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from torch import nn  # noqa: E402
 from torchvision.utils import save_image  # noqa: E402
 
 from pipeline import metrics, weights  # noqa: E402
 from pipeline.classifier import Classifier  # noqa: E402
-from pipeline.config import EvaluateConfig  # noqa: E402
+from pipeline.config import EvaluateConfig, stable_hash  # noqa: E402
 from pipeline.data import Prepared, to_model_scale, to_unit_scale  # noqa: E402
 from pipeline.methods import Method  # noqa: E402
 
@@ -38,13 +52,6 @@ class Row:
     time_s: float = 0.0
 
 
-def timed(fn: Callable[[], Row]) -> Row:
-    t0 = time.perf_counter()
-    row = fn()
-    row.time_s = time.perf_counter() - t0
-    return row
-
-
 def missing(metric: str, split: str, scale: str, n: int, features: str, reason: str) -> Row:
     return Row(metric, float("nan"), split, scale, n, features, "missing", reason)
 
@@ -53,122 +60,475 @@ def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch: 
     return torch.cat([fn(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
-class CellEvaluator:
-    """Computes every applicable metric of one cell and writes its grids to out_dir."""
+def to_u8(images01: torch.Tensor) -> np.ndarray:
+    """[0,1] images -> uint8 (round to the nearest grey level, as a PNG would store them)."""
+    return (images01.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
-    def __init__(self, method: Method, data: Prepared, cfg: EvaluateConfig, out_dir: Path,
-                 classifier: Classifier | None = None, classifier_stats=None, seed: int = 0):
-        self.method, self.data, self.cfg, self.out_dir = method.eval(), data, cfg, Path(out_dir)
-        self.classifier, self.classifier_stats = classifier, classifier_stats
-        self.info = data.info
+
+def latent_decoder(method: Method) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """z -> model-scale image: the method's `decode`/`generate` function or its `generator`/`decoder`
+    network (the one its samples come from), or None when it exposes none."""
+    for name in ("decode", "generate"):
+        fn = getattr(method, name, None)
+        if callable(fn) and not isinstance(fn, nn.Module):
+            return fn
+    for name in ("generator", "decoder"):
+        module = getattr(method, name, None)
+        if isinstance(module, nn.Module):
+            return module
+    return None
+
+
+@dataclass
+class Networks:
+    """Feature networks given explicitly (tests): (module, label) pairs; None = resolve real weights."""
+
+    inception: tuple[metrics.InceptionFeatures, str] | None = None
+    lpips: tuple[nn.Module, str] | None = None
+
+
+@dataclass
+class MetricSpec:
+    """A registered metric: name, function Cell -> rows, and what a cell needs for it to apply."""
+
+    name: str
+    fn: Callable[["Cell"], list[Row]]
+    needs: frozenset = field(default_factory=frozenset)  # subset of NEEDS
+
+
+NEEDS = {"image", "vector", "encoder", "decoder", "classifier"}
+METRICS: dict[str, MetricSpec] = {}
+
+
+def register_metric(name: str, *needs: str):
+    """Decorator: add a metric to METRICS; `needs` say which cells it applies to."""
+    unknown = set(needs) - NEEDS
+    if unknown:
+        raise ValueError(f"metric {name}: unknown needs {unknown}; allowed {sorted(NEEDS)}")
+
+    def deco(fn: Callable[["Cell"], list[Row]]):
+        if name in METRICS:
+            raise ValueError(f"metric {name!r} registered twice")
+        METRICS[name] = MetricSpec(name, fn, frozenset(needs))
+        return fn
+
+    return deco
+
+
+class Cell:
+    """Shared inputs of one cell's metrics, each computed on first use and then reused."""
+
+    def __init__(self, method: Method, data: Prepared, cfg: EvaluateConfig, classifier: Classifier | None = None,
+                 classifier_stats: metrics.Stats | None = None, seed: int = 0, networks: Networks | None = None):
+        self.method, self.data, self.cfg, self.info = method.eval(), data, cfg, data.info
+        self.classifier, self.classifier_stats, self.seed = classifier, classifier_stats, seed
+        self.networks = networks or Networks()
+        self.generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
         test = data.x("test")
         self.test_u8 = np.array(test[:cfg.n_recon] if cfg.n_recon else test)  # writable copy
-        self.has_encoder = method.encode(to_model_scale(torch.from_numpy(self.test_u8[:2]), self.info)) is not None
-
-    # ------------------------------------------------------------ generation helpers
-    def samples_model_scale(self, n: int) -> torch.Tensor:
+        self.test_labels = None if data.y("test") is None else np.array(data.y("test")[:len(self.test_u8)])
+        self.decode = latent_decoder(method)
         with torch.no_grad():
-            return batched(lambda b: self.method.sample(len(b)), torch.empty(n, 0), self.cfg.batch_size)
+            self.has_encoder = method.encode(self.model_scale(self.test_u8[:2])) is not None
 
-    def sample_source(self) -> metrics.ImageSource:
-        """Generated images in [0, 255] for clean-fid's feature extraction."""
-        return lambda n: to_unit_scale(self.method.sample(n)) * 255.0
+    # ------------------------------------------------------------ which metrics apply
+    def facts(self) -> set[str]:
+        facts = {self.info.kind}
+        facts |= {"encoder"} if self.has_encoder else set()
+        facts |= {"decoder"} if self.decode is not None else set()
+        facts |= {"classifier"} if self.classifier is not None and self.test_labels is not None else set()
+        return facts
 
-    def reconstructions(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(originals, reconstructions) of the test split on the model scale."""
-        x = to_model_scale(torch.from_numpy(self.test_u8), self.info)
-        return x, batched(self.method.reconstruct, x, self.cfg.batch_size)
+    def applicable(self) -> list[MetricSpec]:
+        chosen = self.cfg.metrics or list(METRICS)
+        unknown = sorted(set(chosen) - set(METRICS))
+        if unknown:
+            raise ValueError(f"evaluate.metrics: unknown {unknown}; registered metrics: {sorted(METRICS)}")
+        facts = self.facts()
+        return [METRICS[name] for name in chosen if METRICS[name].needs <= facts]
 
-    # ------------------------------------------------------------ metrics
     def rows(self) -> list[Row]:
-        rows: list[Row] = []
-        image = self.info.kind == "image"
-        scale = "[0,1]" if image else self.info.scale
-        n_test = len(self.test_u8)
-        if self.has_encoder:
-            x, x_hat = self.reconstructions()
-            if image:
-                x, x_hat = to_unit_scale(x), to_unit_scale(x_hat)
-            rows.append(timed(lambda: Row("mse", metrics.mse(x, x_hat), "test", scale, n_test)))
-            rows.append(timed(lambda: Row("kl", self.kl(), "test", "nats", n_test)))
-            if image:
-                rows.append(timed(lambda: self.lpips(x, x_hat)))
-            self.save_reconstructions(x, x_hat)
-        if image:
-            if self.classifier is not None:
-                rows.append(timed(self.fd_classifier))
-            rows.append(timed(self.fid))
-            self.save_samples()
-        else:
-            rows.append(timed(self.fd_data))
-            self.save_scatter()
+        rows = []
+        for spec in self.applicable():
+            t0 = time.perf_counter()
+            out = spec.fn(self)
+            per_row = (time.perf_counter() - t0) / max(len(out), 1)
+            for row in out:
+                row.time_s = row.time_s or per_row
+            rows += out
         return rows
 
-    def kl(self) -> float:
-        x = to_model_scale(torch.from_numpy(self.test_u8), self.info)
+    # ------------------------------------------------------------ scales
+    def model_scale(self, x_u8: np.ndarray) -> torch.Tensor:
+        return to_model_scale(torch.from_numpy(np.asarray(x_u8)), self.info)
+
+    def unit(self, x: torch.Tensor) -> torch.Tensor:
+        """Model-scale images -> [0, 1] (the scale every image metric states)."""
+        return x.clamp(0, 1) if self.info.scale == "[0,1]" else to_unit_scale(x)
+
+    @property
+    def scale(self) -> str:
+        return "[0,1]" if self.info.kind == "image" else self.info.scale
+
+    # ------------------------------------------------------------ shared inputs
+    @cached_property
+    def samples(self) -> torch.Tensor:
+        """n_samples generated samples on the model scale (generated once)."""
         with torch.no_grad():
-            mu, log_sigma = (torch.cat(t) for t in zip(*(self.method.encode(x[i:i + self.cfg.batch_size])
-                                                         for i in range(0, len(x), self.cfg.batch_size))))
-        return metrics.mean_kl(mu, log_sigma)
+            return batched(lambda b: self.method.sample(len(b)), torch.empty(self.cfg.n_samples, 0),
+                           self.cfg.batch_size)
 
-    def fd_classifier(self) -> Row:
-        n = self.cfg.n_samples
-        feats = metrics.extract_features(self.sample_source(), self.classifier.features, n, self.cfg.batch_size,
-                                         desc="fd_classifier")
-        value = metrics.frechet_distance(metrics.feature_stats(feats), self.classifier_stats)
-        return Row("fd_classifier", value, "train", "[0,255]", n, f"classifier:{self.info.name}")
+    @cached_property
+    def samples_u8(self) -> np.ndarray:
+        return to_u8(self.unit(self.samples))
 
-    def fid(self) -> Row:
-        n = self.cfg.n_samples
+    @cached_property
+    def samples01(self) -> torch.Tensor:
+        return torch.from_numpy(self.samples_u8).float() / 255
+
+    @cached_property
+    def test01(self) -> torch.Tensor:
+        return torch.from_numpy(self.test_u8).float() / 255
+
+    @cached_property
+    def posterior(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, log_sigma) of q(z|x) on the test images."""
+        x = self.model_scale(self.test_u8)
+        with torch.no_grad():
+            parts = [self.method.encode(x[i:i + self.cfg.batch_size]) for i in range(0, len(x), self.cfg.batch_size)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    @cached_property
+    def recon(self) -> torch.Tensor:
+        """Reconstructions of the test images on the model scale."""
+        with torch.no_grad():
+            return batched(self.method.reconstruct, self.model_scale(self.test_u8), self.cfg.batch_size)
+
+    @cached_property
+    def recon_u8(self) -> np.ndarray:
+        return to_u8(self.unit(self.recon))
+
+    @cached_property
+    def recon01(self) -> torch.Tensor:
+        return self.unit(self.recon)
+
+    def classifier_features(self, images_u8: np.ndarray, desc: str) -> np.ndarray:
+        return metrics.extract_features(metrics.array_source(images_u8), self.classifier.features, len(images_u8),
+                                        self.cfg.batch_size, desc=desc)
+
+    @cached_property
+    def sample_classifier_features(self) -> np.ndarray:
+        return self.classifier_features(self.samples_u8, "classifier samples")
+
+    # ------------------------------------------------------------ Inception
+    @cached_property
+    def inception(self) -> tuple[metrics.InceptionFeatures | None, str, str]:
+        """(network or None, features label, reason when None)."""
+        if self.networks.inception is not None:
+            return (*self.networks.inception, "")
         found = weights.inception(self.cfg.inception_weights)
         if not found.present:
-            return missing("fid", "train", "[0,255]", n, "inception-2015-12-05", found.reason)
-        extractor = metrics.load_inception(found.path)
-        rgb = lambda source: (lambda k: metrics.to_255_rgb(source(k) / 255.0))  # noqa: E731
-        train_source = metrics.array_source(self.data.x("train"))
-        real = metrics.extract_features(rgb(train_source), extractor, len(self.data.x("train")),
-                                        self.cfg.batch_size, resize="clean", desc="fid train")
-        fake = metrics.extract_features(rgb(self.sample_source()), extractor, n, self.cfg.batch_size,
-                                        resize="clean", desc="fid samples")
-        value = metrics.frechet_distance(metrics.feature_stats(fake), metrics.feature_stats(real))
-        return Row("fid", value, "train", "[0,255]", n, f"inception-2015-12-05:{found.path}")
+            return None, weights.INCEPTION_NAME, found.reason
+        return metrics.load_inception(found.path), f"{weights.INCEPTION_NAME}:sha256={weights.digest(found.path)}", ""
 
-    def lpips(self, x01: torch.Tensor, y01: torch.Tensor) -> Row:
-        found = weights.alexnet(self.cfg.alexnet_weights)
+    def inception_features(self, images_u8: np.ndarray, desc: str) -> dict[int, np.ndarray]:
+        net = self.inception[0]
+        source = metrics.rgb_source(metrics.array_source(images_u8))
+        feats = metrics.extract_features(source, net, len(images_u8), self.cfg.batch_size, resize="clean", desc=desc)
+        return metrics.split_taps(feats)
+
+    @cached_property
+    def sample_inception_features(self) -> dict[int, np.ndarray]:
+        return self.inception_features(self.samples_u8, "inception samples")
+
+    @cached_property
+    def train_inception_stats(self) -> dict[int, metrics.Stats]:
+        """Inception statistics of the whole training split at every feature size (cached by hash)."""
+        train = self.data.x("train")
+        key = stable_hash({"data": self.data.meta["files"], "split": "train", "n": len(train),
+                           "extractor": self.inception[1], "taps": metrics.TAPS, "mode": "clean"})
+
+        def compute():
+            return {str(size): metrics.feature_stats(f)
+                    for size, f in self.inception_features(train, "inception train").items()}
+
+        stats = metrics.cached_stats(self.cfg.stats_cache or None, f"inception-train-{key}", compute)
+        return {int(size): s for size, s in stats.items()}
+
+
+# ---------------------------------------------------------------- reconstruction (test split)
+
+
+@register_metric("mse", "encoder")
+def mse_metric(cell: Cell) -> list[Row]:
+    """AVAE T1: per-pixel squared error of test reconstructions."""
+    if cell.info.kind == "image":
+        return [Row("mse", metrics.mse(cell.test01, cell.recon01), "test", "[0,1]", len(cell.test_u8))]
+    x = cell.model_scale(cell.test_u8)
+    return [Row("mse", metrics.mse(x, cell.recon), "test", cell.scale, len(x))]
+
+
+@register_metric("kl", "encoder")
+def kl_metric(cell: Cell) -> list[Row]:
+    """AVAE §5: KL(q(z|x) ‖ p(z)) of the encoder on the test split, nats."""
+    return [Row("kl", metrics.mean_kl(*cell.posterior), "test", "nats", len(cell.test_u8))]
+
+
+@register_metric("cosine", "encoder", "image")
+def cosine_metric(cell: Cell) -> list[Row]:
+    """AVAE-S T3: cosine similarity of an image and its reconstruction."""
+    return [Row("cosine", metrics.cosine(cell.test01, cell.recon01), "test", "[0,1]", len(cell.test_u8))]
+
+
+@register_metric("lpips", "encoder", "image")
+def lpips_metric(cell: Cell) -> list[Row]:
+    """AVAE T1: LPIPS v0.1 (AlexNet) of test reconstructions."""
+    n = len(cell.test_u8)
+    if cell.networks.lpips is not None:
+        model, label = cell.networks.lpips
+    else:
+        found = weights.alexnet(cell.cfg.alexnet_weights)
         if not found.present:
-            return missing("lpips", "test", "[-1,1]", len(x01), "lpips-alex-v0.1", found.reason)
-        model = metrics.load_lpips(found.path)
-        value = metrics.lpips_distance(model, x01, y01, self.cfg.batch_size)
-        return Row("lpips", value, "test", "[-1,1]", len(x01), f"lpips-alex-v0.1:{found.path}")
+            return [missing("lpips", "test", "[-1,1]", n, "lpips-alex-v0.1", found.reason)]
+        model, label = metrics.load_lpips(found.path), f"lpips-alex-v0.1:sha256={weights.digest(found.path)}"
+    return [Row("lpips", metrics.lpips_distance(model, cell.test01, cell.recon01, cell.cfg.batch_size),
+                "test", "[-1,1]", n, label)]
 
-    def fd_data(self) -> Row:
-        """Vector data: Fréchet distance between samples and the training split in data space."""
-        n = self.cfg.n_samples
-        fake = self.samples_model_scale(n).numpy()
-        value = metrics.frechet_distance(metrics.feature_stats(fake), metrics.feature_stats(self.data.x("train")))
-        return Row("fd_data", value, "train", self.info.scale, n, "identity")
 
-    # ------------------------------------------------------------ pictures
-    def save_samples(self) -> None:
-        k = self.cfg.grid_rows
-        save_image(to_unit_scale(self.samples_model_scale(k * k)), self.out_dir / "samples.png", nrow=k, padding=1)
+@register_metric("recon_variance", "encoder", "decoder")
+def recon_variance_metric(cell: Cell) -> list[Row]:
+    """LSR-GAN T1: variance among images decoded from several z ~ q(z|x) of one x."""
+    n = min(cell.cfg.n_variance, len(cell.test_u8))
+    mu, log_sigma = (t[:n] for t in cell.posterior)
+    unit = cell.unit if cell.info.kind == "image" else (lambda t: t)
+    with torch.no_grad():
+        value = metrics.recon_variance(lambda z: unit(batched(cell.decode, z, cell.cfg.batch_size)), mu, log_sigma,
+                                       cell.cfg.variance_draws)
+    return [Row("recon_variance", value, "test", cell.scale, n, f"draws={cell.cfg.variance_draws}")]
 
-    def save_reconstructions(self, x: torch.Tensor, x_hat: torch.Tensor) -> None:
-        """Alternating rows: originals, then their reconstructions."""
-        if self.info.kind != "image":
-            return
-        k = self.cfg.grid_rows
+
+@register_metric("recon_accuracy", "encoder", "image", "classifier")
+def recon_accuracy_metric(cell: Cell) -> list[Row]:
+    """LSR-GAN T1: classifier accuracy on reconstructions, absolute and relative."""
+    from pipeline.classifier import predict
+
+    absolute, relative = metrics.recon_accuracy(lambda u8: predict(cell.classifier, u8, cell.cfg.batch_size),
+                                                cell.test_u8, cell.recon_u8, cell.test_labels)
+    n, label = len(cell.test_u8), f"classifier:{cell.info.name}"
+    return [Row("recon_accuracy", absolute, "test", "[0,255]", n, label),
+            Row("recon_accuracy_relative", relative, "test", "[0,255]", n, label)]
+
+
+# ---------------------------------------------------------------- generation
+
+
+@register_metric("fd_classifier", "image", "classifier")
+def fd_classifier_metric(cell: Cell) -> list[Row]:
+    """Fréchet distance in the dataset classifier's feature space, samples vs training split."""
+    value = metrics.frechet_distance(metrics.feature_stats(cell.sample_classifier_features), cell.classifier_stats)
+    return [Row("fd_classifier", value, "train", "[0,255]", cell.cfg.n_samples, f"classifier:{cell.info.name}")]
+
+
+@register_metric("inception_score_classifier", "image", "classifier")
+def classifier_is_metric(cell: Cell) -> list[Row]:
+    """α-GAN §4: the Inception score computed with a classifier trained on the dataset."""
+    with torch.no_grad():
+        logits = cell.classifier.head(torch.from_numpy(cell.sample_classifier_features).float())
+    value, _ = metrics.inception_score(torch.softmax(logits.double(), 1).numpy(), cell.cfg.is_splits)
+    return [Row("inception_score_classifier", value, "samples", "[0,255]", cell.cfg.n_samples,
+                f"classifier:{cell.info.name};splits={cell.cfg.is_splits}")]
+
+
+FID_SIZES = (64, 192, 768)  # AVAE-S T3 feature sizes besides 2048 (= fid)
+
+
+@register_metric("fid", "image")
+def fid_metric(cell: Cell) -> list[Row]:
+    """AVAE T1 fid (clean-fid, 2048 features) and AVAE-S T3 fid_64/_192/_768, samples vs training split."""
+    net, label, reason = cell.inception
+    n = cell.cfg.n_samples
+    names = {2048: "fid", **{s: f"fid_{s}" for s in FID_SIZES}}
+    if net is None:
+        return [missing(names[s], "train", "[0,255]", n, f"{label}/{s}", reason) for s in names]
+    fake, real = cell.sample_inception_features, cell.train_inception_stats
+    return [Row(names[s], metrics.frechet_distance(metrics.feature_stats(fake[s]), real[s]), "train", "[0,255]", n,
+                f"{label}/{s}") for s in names]
+
+
+@register_metric("fid_seeded", "image", "encoder")
+def fid_seeded_metric(cell: Cell) -> list[Row]:
+    """LSR-GAN §2.2: FID of images generated from test-example latents (reconstructions) vs training split."""
+    net, label, reason = cell.inception
+    n = len(cell.test_u8)
+    if net is None:
+        return [missing("fid_seeded", "train", "[0,255]", n, f"{label}/2048", reason)]
+    feats = cell.inception_features(cell.recon_u8, "inception reconstructions")[2048]
+    value = metrics.frechet_distance(metrics.feature_stats(feats), cell.train_inception_stats[2048])
+    return [Row("fid_seeded", value, "train", "[0,255]", n, f"{label}/2048")]
+
+
+@register_metric("inception_score", "image")
+def inception_score_metric(cell: Cell) -> list[Row]:
+    """α-GAN §4: Inception score with the ImageNet Inception (stylegan2-ada protocol, no output bias)."""
+    net, label, reason = cell.inception
+    n = cell.cfg.n_samples
+    if net is None:
+        return [missing("inception_score", "samples", "[0,255]", n, label, reason)]
+    probs = metrics.imagenet_probs(net, cell.sample_inception_features[2048])
+    value, _ = metrics.inception_score(probs, cell.cfg.is_splits)
+    return [Row("inception_score", value, "samples", "[0,255]", n, f"{label};splits={cell.cfg.is_splits}")]
+
+
+@register_metric("diversity", "image")
+def diversity_metric(cell: Cell) -> list[Row]:
+    """α-GAN §4: 1 − mean pairwise MS-SSIM of samples, and of the test split itself."""
+    k = cell.cfg.diversity_pairs
+    return [Row("diversity", metrics.diversity(cell.samples01, k, cell.seed), "samples", "[0,1]", k, "ms-ssim"),
+            Row("diversity_test", metrics.diversity(cell.test01, k, cell.seed), "test", "[0,1]", k, "ms-ssim")]
+
+
+@register_metric("indep_critic", "image")
+def indep_critic_metric(cell: Cell) -> list[Row]:
+    """α-GAN §4: −W from an independent WGAN-GP critic; the test split is halved into critic-training
+    data ('validation') and evaluation data ('test'), the samples likewise."""
+    real, fake = cell.model_scale(cell.test_u8), cell.model_scale(cell.samples_u8)
+    half_r, half_f = len(real) // 2, len(fake) // 2
+    s = cell.cfg
+    settings = metrics.CriticSettings(s.critic_steps, s.critic_batch_size, s.critic_lr, s.critic_width)
+    value = metrics.independent_critic(real[:half_r], fake[:half_f], real[half_r:], fake[half_f:], settings, cell.seed)
+    return [Row("indep_critic", value, "test", cell.info.scale, len(fake) - half_f,
+                f"wgan-gp-critic:steps={s.critic_steps}")]
+
+
+@register_metric("sharpness", "image")
+def sharpness_metric(cell: Cell) -> list[Row]:
+    """AVAE-S §III Laplacian variance and LSR-GAN's luminance-normalised Laplacian, on samples,
+    test reconstructions (when there is an encoder) and the test images themselves."""
+    sets = [("", "samples", cell.samples01), ("_test", "test", cell.test01)]
+    if cell.has_encoder:
+        sets.insert(1, ("_recon", "test", cell.recon01))
+    rows = []
+    for suffix, split, images in sets:
+        rows += [Row(f"sharpness_laplace{suffix}", metrics.laplace_variance(images), split, "[0,1]", len(images),
+                     "laplace-3x3;gray"),
+                 Row(f"sharpness_norm_laplace{suffix}", metrics.norm_laplace(images), split, "[0,1]", len(images),
+                     "laplace-3x3/local-luminance;gray")]
+    return rows
+
+
+# ---------------------------------------------------------------- vector data (toy2d)
+
+
+@register_metric("fd_data", "vector")
+def fd_data_metric(cell: Cell) -> list[Row]:
+    """Fréchet distance between samples and the training split in data space."""
+    fake = cell.samples.numpy()
+    value = metrics.frechet_distance(metrics.feature_stats(fake), metrics.feature_stats(cell.data.x("train")))
+    return [Row("fd_data", value, "train", cell.info.scale, len(fake), "identity")]
+
+
+@register_metric("indep_critic_vector", "vector")
+def indep_critic_vector_metric(cell: Cell) -> list[Row]:
+    """The independent Wasserstein critic on vector data (MLP critic)."""
+    real = torch.from_numpy(np.asarray(cell.test_u8, dtype=np.float32))
+    fake = cell.samples.float()
+    half_r, half_f = len(real) // 2, len(fake) // 2
+    s = cell.cfg
+    settings = metrics.CriticSettings(s.critic_steps, s.critic_batch_size, s.critic_lr, s.critic_width)
+    value = metrics.independent_critic(real[:half_r], fake[:half_f], real[half_r:], fake[half_f:], settings, cell.seed)
+    return [Row("indep_critic", value, "test", cell.info.scale, len(fake) - half_f,
+                f"wgan-gp-critic:steps={s.critic_steps}")]
+
+
+# ---------------------------------------------------------------- pictures
+
+
+class Pictures:
+    """PNG files of one cell: samples, reconstructions, interpolation strip, latent traversals."""
+
+    def __init__(self, cell: Cell, out_dir: Path):
+        self.cell, self.out_dir = cell, Path(out_dir)
+        self.k = cell.cfg.grid_rows
+
+    def save_all(self) -> list[Path]:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.cell.info.kind != "image":
+            return [self.scatter()]
+        paths = [self.samples()]
+        if self.cell.has_encoder:
+            paths.append(self.reconstructions())
+        if self.cell.decode is not None:
+            paths += [self.interpolation(), self.traversals()]
+        return paths
+
+    def _save(self, images01: torch.Tensor, name: str, nrow: int) -> Path:
+        path = self.out_dir / name
+        save_image(images01, path, nrow=nrow, padding=1)
+        return path
+
+    def samples(self) -> Path:
+        return self._save(self.cell.samples01[:self.k * self.k], "samples.png", self.k)
+
+    def reconstructions(self) -> Path:
+        """Alternating rows: test originals, then their reconstructions."""
+        x, x_hat, k = self.cell.test01, self.cell.recon01, self.k
         rows = [t for i in range(0, k * k // 2, k) for t in (x[i:i + k], x_hat[i:i + k])]
-        save_image(torch.cat(rows), self.out_dir / "reconstructions.png", nrow=k, padding=1)
+        return self._save(torch.cat(rows), "reconstructions.png", k)
 
-    def save_scatter(self) -> None:
-        fake = self.samples_model_scale(2000).numpy()
-        real = np.asarray(self.data.x("test"))[:2000]
+    def decode01(self, z: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.cell.unit(self.cell.decode(z))
+
+    def anchors(self, n: int) -> torch.Tensor:
+        """Latent codes to start from: posterior means of test images, or prior draws without an encoder."""
+        if self.cell.has_encoder:
+            return self.cell.posterior[0][:n]
+        return torch.randn(n, self.cell.method.net.latent_dim, generator=self.cell.generator)
+
+    def interpolation(self) -> Path:
+        """Rows of linear interpolations between the codes of two test images (AVAE-S Fig. 3)."""
+        steps, rows = self.cell.cfg.strip_steps, min(self.k, 4)
+        codes = self.anchors(2 * rows)
+        t = torch.linspace(0, 1, steps)[:, None]
+        z = torch.cat([(1 - t) * codes[2 * r] + t * codes[2 * r + 1] for r in range(rows)])
+        return self._save(self.decode01(z), "interpolation.png", steps)
+
+    def traversals(self) -> Path:
+        """One row per latent dimension: that coordinate swept over [-3, 3] from a test image's code (AVAE-S Fig. 2)."""
+        steps = self.cell.cfg.strip_steps
+        base = self.anchors(1)[0]
+        dims = min(self.k, base.numel())
+        values = torch.linspace(-3, 3, steps)
+        z = base.repeat(dims * steps, 1)
+        for d in range(dims):
+            z[d * steps:(d + 1) * steps, d] = values
+        return self._save(self.decode01(z), "traversals.png", steps)
+
+    def scatter(self) -> Path:
+        fake = self.cell.samples[:2000].numpy()
+        real = np.asarray(self.cell.data.x("test"))[:2000]
         fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
         ax.scatter(real[:, 0], real[:, 1], s=2, alpha=0.3, label="data")
         ax.scatter(fake[:, 0], fake[:, 1], s=2, alpha=0.3, label="samples")
         ax.legend(markerscale=5)
         fig.tight_layout()
-        fig.savefig(self.out_dir / "samples.png")
+        path = self.out_dir / "samples.png"
+        fig.savefig(path)
         plt.close(fig)
+        return path
+
+
+class CellEvaluator:
+    """Every applicable metric of one cell, and its pictures under out_dir."""
+
+    def __init__(self, method: Method, data: Prepared, cfg: EvaluateConfig, out_dir: Path,
+                 classifier: Classifier | None = None, classifier_stats=None, seed: int = 0,
+                 networks: Networks | None = None):
+        self.cell = Cell(method, data, cfg, classifier, classifier_stats, seed, networks)
+        self.out_dir = Path(out_dir)
+
+    def rows(self) -> list[Row]:
+        rows = self.cell.rows()
+        Pictures(self.cell, self.out_dir).save_all()
+        return rows

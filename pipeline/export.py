@@ -1,9 +1,13 @@
 """Frozen stage-1 exports: a VAE's encoder and decoder, loadable for inference only.
 
-An export holds the weights, the architecture config, the data description (scale
-included) and a content hash of the weights; `load_vae_export` verifies the hash and
-returns a `FrozenVAE` whose parameters never require gradients and which stays in eval
-mode, so nothing a later stage does can change it.
+An export holds the weights, the architecture config (network sizes, sigma mode and the
+architecture name: dcgan / resnet / avae_s), the data description (scale included), the
+stage-1 objective (method, config and any fixed loss state such as VAE-S's balanced
+weights, so that 004's fine-tuning can keep minimising it) and a content hash of the
+weights; `load_vae_export` verifies the hash and returns a `FrozenVAE` whose parameters never
+require gradients and which stays in eval mode, so nothing a later stage does can change it.
+Exports of format vae_export/1 (before architectures were selectable) load as 'dcgan' with no
+recorded objective.
 """
 
 from __future__ import annotations
@@ -18,19 +22,22 @@ from torch import nn
 from pipeline.config import NetworkConfig
 from pipeline.data import DataInfo
 from pipeline.io import atomic_torch_save
-from pipeline.networks import Encoder, build_generator
+from pipeline.networks.architectures import build_decoder, build_encoder
 
-EXPORT_FORMAT = "vae_export/1"
+EXPORT_FORMAT = "vae_export/2"
+READABLE_FORMATS = ("vae_export/1", EXPORT_FORMAT)  # /1: dcgan only, no objective
 
 
 class FrozenVAE(nn.Module):
     """Encoder + decoder of a stage-1 VAE, frozen: no gradients, always in eval mode."""
 
-    def __init__(self, info: DataInfo, net: NetworkConfig, sigma: str):
+    def __init__(self, info: DataInfo, net: NetworkConfig, sigma: str, architecture: str = "dcgan",
+                 objective: dict | None = None):
         super().__init__()
-        self.info, self.net, self.sigma = info, net, sigma
-        self.encoder = Encoder(info, net, sigma)
-        self.decoder = build_generator(net.latent_dim, info, net)
+        self.info, self.net, self.sigma, self.architecture = info, net, sigma, architecture
+        self.objective = objective  # {"method", "config", "state"} of the stage-1 loss, or None
+        self.encoder = build_encoder(architecture, info, net, sigma)
+        self.decoder = build_decoder(architecture, net.latent_dim, info, net)
         self.requires_grad_(False)
         self.eval()
 
@@ -38,11 +45,13 @@ class FrozenVAE(nn.Module):
         return super().train(False)  # batch-norm statistics stay frozen too
 
     def arch(self) -> dict:
-        return {"info": asdict(self.info), "networks": asdict(self.net), "sigma": self.sigma}
+        return {"info": asdict(self.info), "networks": asdict(self.net), "sigma": self.sigma,
+                "architecture": self.architecture, "objective": self.objective}
 
     @classmethod
     def from_arch(cls, arch: dict) -> "FrozenVAE":
-        return cls(DataInfo.from_dict(arch["info"]), NetworkConfig(**arch["networks"]), arch["sigma"])
+        return cls(DataInfo.from_dict(arch["info"]), NetworkConfig(**arch["networks"]), arch["sigma"],
+                   arch.get("architecture", "dcgan"), arch.get("objective"))
 
 
 def weights_hash(state_dict: dict[str, torch.Tensor]) -> str:
@@ -56,9 +65,10 @@ def weights_hash(state_dict: dict[str, torch.Tensor]) -> str:
 
 
 def export_vae(encoder: nn.Module, decoder: nn.Module, info: DataInfo, net: NetworkConfig, sigma: str,
-               path: Path, provenance: dict) -> str:
-    """Write a frozen export of (encoder, decoder); returns its content hash."""
-    frozen = FrozenVAE(info, net, sigma)
+               path: Path, provenance: dict, architecture: str = "dcgan", objective: dict | None = None) -> str:
+    """Write a frozen export of (encoder, decoder) built as `architecture`; `objective` records
+    the stage-1 loss ({"method", "config", "state"}); returns the weights' content hash."""
+    frozen = FrozenVAE(info, net, sigma, architecture, objective)
     frozen.encoder.load_state_dict(encoder.state_dict())
     frozen.decoder.load_state_dict(decoder.state_dict())
     state = {k: v.cpu() for k, v in frozen.state_dict().items()}
@@ -78,12 +88,17 @@ def load_vae_export(path: str | Path, device: str | torch.device = "cpu") -> Fro
     if not path.exists():
         raise ExportError(f"VAE export {path} not found: run `dvc repro pretrain_vae` first")
     blob = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(blob, dict) or blob.get("format") != EXPORT_FORMAT:
-        raise ExportError(f"{path} is not a {EXPORT_FORMAT} file; re-run `dvc repro pretrain_vae`")
+    if not isinstance(blob, dict) or blob.get("format") not in READABLE_FORMATS:
+        raise ExportError(f"{path} is not a VAE export (format {blob.get('format') if isinstance(blob, dict) else '?'!r}, "
+                          f"readable: {list(READABLE_FORMATS)}); re-run `dvc repro pretrain_vae`")
     if weights_hash(blob["state_dict"]) != blob["content_hash"]:
         raise ExportError(f"{path}: weights do not match their content hash (corrupt or edited); "
                           "re-run `dvc repro pretrain_vae` or `dvc checkout`")
-    frozen = FrozenVAE.from_arch(blob["arch"])
-    frozen.load_state_dict(blob["state_dict"])
+    try:
+        frozen = FrozenVAE.from_arch(blob["arch"])
+        frozen.load_state_dict(blob["state_dict"])
+    except (ValueError, RuntimeError, KeyError) as e:
+        raise ExportError(f"{path}: its weights do not fit the recorded architecture "
+                          f"{blob['arch'].get('architecture', 'dcgan')!r} ({e}); re-run `dvc repro pretrain_vae`") from None
     frozen.content_hash = blob["content_hash"]
     return frozen.to(device)

@@ -71,3 +71,176 @@ def gan_generator_loss(logit_fake: torch.Tensor) -> torch.Tensor:
 def gaussian_nll(z: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
     """Per-example −log N(z; mu, diag sigma²)  # AVAE eq. 11"""
     return (0.5 * ((z - mu) / torch.exp(log_sigma)).pow(2) + log_sigma + 0.5 * math.log(2 * math.pi)).sum(dim=1)
+
+
+# ---------------------------------------------------------------- baselines of issue 3
+
+
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Per-example (‖∇_x̃ C(x̃)‖₂ − 1)², x̃ = ε·x + (1 − ε)·x̃_fake, ε ~ U[0, 1] per example
+    (Gulrajani et al. 2017, Algorithm 1); the graph is kept so the penalty trains the critic."""
+    eps = torch.rand(real.shape[0], *([1] * (real.ndim - 1)), device=real.device, dtype=real.dtype)
+    mixed = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).pow(2)
+
+
+def wasserstein_critic_loss(critic_real: torch.Tensor, critic_fake: torch.Tensor) -> torch.Tensor:
+    """E C(G(z)) − E C(x): the negated Wasserstein estimate the critic minimises (WGAN-GP eq. 3)."""
+    return critic_fake.mean() - critic_real.mean()
+
+
+def wasserstein_generator_loss(critic_fake: torch.Tensor) -> torch.Tensor:
+    """−E C(G(z)) (WGAN-GP Algorithm 1, generator update)."""
+    return -critic_fake.mean()
+
+
+def gan_discriminator_loss_recon_and_samples(logit_real: torch.Tensor, logit_recon: torch.Tensor,
+                                             logit_sample: torch.Tensor) -> torch.Tensor:
+    """−E log D(x) − E log(1 − D(x̂)) − E log(1 − D(G(z))), D = P(real): reconstructions and
+    prior samples are both fake  # α-GAN eq. 15; Larsen et al. 2016 L_GAN"""
+    return F.softplus(-logit_real).mean() + F.softplus(logit_recon).mean() + F.softplus(logit_sample).mean()
+
+
+def synthetic_likelihood_ratio(logit: torch.Tensor) -> torch.Tensor:
+    """Per-example R(x) = −log D(x) + log(1 − D(x)), D = sigmoid(logit) = P(real); equals
+    −logit  # α-GAN Algorithm 1 lines 3-4 (R_D, R_C)"""
+    return -F.logsigmoid(logit) + F.logsigmoid(-logit)
+
+
+def l1_recon(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-example mean absolute error over dimensions, ‖x − x̂‖₁ / dim  # α-GAN eq. 11/13 (per
+    pixel, so that the papers' weights λ ∈ {1, …, 50} and AGE's {100, …, 2000} are on their scale)"""
+    return (x_hat - x).abs().flatten(1).mean(dim=1)
+
+
+def empirical_kl(z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Batch KL(N(m, diag s²) ‖ N(0, I)) from the per-dimension batch mean m_i and std s_i:
+    Σ_i (s_i² + m_i²)/2 − log s_i − ½  # α-GAN eq. 18 (AGE's KL). A scalar for the batch."""
+    m = z.mean(dim=0)
+    var = z.var(dim=0, unbiased=False)
+    return (0.5 * (var + m.pow(2)) - 0.5 * torch.log(var + eps) - 0.5).sum()
+
+
+def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-example 1 − cos(a, b)  # AGE code reconstruction (α-GAN App. H.2)"""
+    return 1 - F.cosine_similarity(a.flatten(1), b.flatten(1), dim=1, eps=1e-8)
+
+
+# ---------------------------------------------------------------- VAE-S / AVAE-S (004) and LSR-GAN (003)
+
+
+def _depthwise(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Each of `kernels` (k x h x w) applied to every channel of x separately, 'valid' padding;
+    returns batch x (C·k) x H' x W'."""
+    c = x.shape[1]
+    weight = kernels.to(x).unsqueeze(1).repeat(c, 1, 1, 1)  # (C·k) x 1 x h x w, channel-major
+    return F.conv2d(x, weight, groups=c)
+
+
+def ssim_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """The normalised 1-D Gaussian of SSIM's separable window (Wang et al. 2004: 11 taps, sigma 1.5)."""
+    k = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-k.pow(2) / (2 * sigma ** 2))
+    return (g / g.sum()).float()
+
+
+def _gaussian_blur_valid(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Separable 'valid' Gaussian filtering of every channel (rows, then columns)."""
+    c, n = x.shape[1], g.numel()
+    h = F.conv2d(x, g.to(x).view(1, 1, 1, n).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(h, g.to(x).view(1, 1, n, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, window: int = 11) -> torch.Tensor:
+    """Per-example mean SSIM = l·c·s with α = β = γ = 1 over Gaussian windows ('valid'),
+    C1 = (0.01 L)², C2 = (0.03 L)²  # 004 eq. 8 (Wang et al. 2004 eq. 13)"""
+    g = ssim_window(min(window, x.shape[-1], x.shape[-2]))
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    # (co)variances are shift-invariant: take them on images centred by their own mean, which
+    # keeps E[x²] − E[x]² from cancelling catastrophically in float32
+    xc, yc = x - x.mean(dim=(2, 3), keepdim=True), y - y.mean(dim=(2, 3), keepdim=True)
+    c = x.shape[1]
+    stats = _gaussian_blur_valid(torch.cat([x, y, xc, yc, xc * xc, yc * yc, xc * yc], dim=1), g)
+    mu_x, mu_y, mxc, myc, exx, eyy, exy = stats.split(c, dim=1)
+    var_x, var_y, cov = exx - mxc.pow(2), eyy - myc.pow(2), exy - mxc * myc
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x.pow(2) + mu_y.pow(2) + c1) * (var_x + var_y + c2))
+    return ssim_map.flatten(1).mean(dim=1)
+
+
+SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+
+
+def sobel_edges(x: torch.Tensor) -> torch.Tensor:
+    """E_Sobel(x): horizontal and vertical Sobel responses of every channel ('valid')  # 004 eq. 6"""
+    return _depthwise(x, torch.stack([SOBEL_X, SOBEL_X.T]))
+
+
+def gabor_kernels(n_orientations: int = 4, size: int = 7, sigma: float = 2.0, wavelength: float = 4.0,
+                  gamma: float = 0.5) -> torch.Tensor:
+    """Real Gabor filters exp(−(x'² + γ²y'²)/2σ²)·cos(2π x'/λ) at θ = kπ/n, made zero-mean so a
+    flat image has no texture response; n_orientations x size x size  # 004 eq. 7 (T_Gabor)"""
+    r = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    yy, xx = torch.meshgrid(r, r, indexing="ij")
+    bank = []
+    for k in range(n_orientations):
+        theta = math.pi * k / n_orientations
+        xr = xx * math.cos(theta) + yy * math.sin(theta)
+        yr = -xx * math.sin(theta) + yy * math.cos(theta)
+        g = torch.exp(-(xr.pow(2) + gamma ** 2 * yr.pow(2)) / (2 * sigma ** 2)) * torch.cos(2 * math.pi * xr / wavelength)
+        bank.append(g - g.mean())
+    return torch.stack(bank).float()
+
+
+def gabor_textures(x: torch.Tensor) -> torch.Tensor:
+    """T_Gabor(x): responses of the 4-orientation Gabor bank on every channel ('valid')  # 004 eq. 7"""
+    return _depthwise(x, gabor_kernels())
+
+
+def sum_abs_recon(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-example ‖x − x̃‖₁  # 004 Algorithm 1 (L_MAE)"""
+    return (x_hat - x).abs().flatten(1).sum(dim=1)
+
+
+def sum_squares(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-example ‖a − b‖² summed over every dimension (004's L_MSE, L_Sobel, L_Gabor)."""
+    return (a - b).pow(2).flatten(1).sum(dim=1)
+
+
+def structure_aware_terms(x_hat: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """004 eq. 5's five reconstruction terms, per example, on images in [0, 1]: mae, mse,
+    dssim (1 − SSIM), sobel, gabor  # 004 eqs. 5-8"""
+    return {"mae": sum_abs_recon(x_hat, x), "mse": sum_squares(x_hat, x), "dssim": 1 - ssim(x_hat, x),
+            "sobel": sum_squares(sobel_edges(x_hat), sobel_edges(x)),
+            "gabor": sum_squares(gabor_textures(x_hat), gabor_textures(x))}
+
+
+def gaussian_log_density_matrix(z: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
+    """log N(z_i,k; mu_j,k, sigma_j,k²) for every pair (i, j) and dimension k: B x B x K."""
+    zi, mj, sj = z.unsqueeze(1), mu.unsqueeze(0), log_sigma.unsqueeze(0)
+    return -0.5 * ((zi - mj) / torch.exp(sj)).pow(2) - sj - 0.5 * math.log(2 * math.pi)
+
+
+def total_correlation_mws(z: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor,
+                          dataset_size: int) -> torch.Tensor:
+    """Batch estimate of TC = KL(q(z) ‖ Π_j q(z_j)) by minibatch-weighted sampling:
+    log q(z_i) ≈ logsumexp_j log q(z_i|x_j) − log(N·M), likewise per dimension for q(z_ik),
+    N = dataset size, M = batch size  # β-TCVAE (Chen et al. 2018) §4.1; 004 eq. 10"""
+    log_q = gaussian_log_density_matrix(z, mu, log_sigma)
+    log_nm = math.log(dataset_size * z.shape[0])
+    log_qz = torch.logsumexp(log_q.sum(dim=2), dim=1) - log_nm
+    log_prod_qzk = (torch.logsumexp(log_q, dim=1) - log_nm).sum(dim=1)
+    return (log_qz - log_prod_qzk).mean()
+
+
+def latent_log_density_loss(z: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
+    """−E_z log q(z | G(z)): the mean over the batch of the Gaussian NLL of the generator's input z
+    under the frozen encoder's N(mu(G(z)), sigma(G(z)))  # LSR-GAN eq. 4 (λ term)"""
+    return gaussian_nll(z, mu, log_sigma).mean()
+
+
+def discriminator_accuracy(logit_real: torch.Tensor, logit_fake: torch.Tensor) -> torch.Tensor:
+    """Fraction of real (logit > 0) and fake (logit < 0) inputs a P(real) discriminator gets right
+    (004 Algorithm 1: Accuracy_Dis)."""
+    right = torch.cat([(logit_real > 0).flatten(), (logit_fake < 0).flatten()])
+    return right.float().mean()

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from pipeline.io import atomic_write, atomic_write_json, atomic_write_text
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # v2: + checkpoint
 SCHEMA = pa.schema([
     ("dataset", pa.string()),  # dataset name, e.g. fashion_mnist
     ("method", pa.string()),  # registered method, e.g. avae
@@ -31,6 +31,7 @@ SCHEMA = pa.schema([
     ("time_s", pa.float64()),  # wall time of this metric
     ("git_rev", pa.string()),  # commit of the code that computed it
     ("params_hash", pa.string()),  # hash of the cell's resolved configuration
+    ("checkpoint", pa.string()),  # the evaluated model: training run hash @ iterations
 ], metadata={"schema_version": str(SCHEMA_VERSION)})
 STATUSES = ("ok", "missing", "failed")
 
@@ -86,22 +87,30 @@ def git_revision(cwd: str | Path = ".") -> str:
         return "unknown"
 
 
+CELL = ["dataset", "variant", "seed"]
+
+
 def collect(files: list[Path]) -> pd.DataFrame:
-    frames = [read_metrics(f) for f in sorted(files)]
+    """Concatenate per-cell files; each must hold exactly one cell, and no cell may appear twice
+    (so re-running one cell replaces its rows and no others)."""
+    frames, seen = [], {}
+    for f in sorted(files):
+        df = read_metrics(f)
+        cells = df[CELL].drop_duplicates()
+        if len(cells) != 1:
+            raise SchemaError(f"{f}: a per-cell metrics file holds {len(cells)} cells; expected exactly one")
+        cell = tuple(cells.iloc[0])
+        if cell in seen:
+            raise SchemaError(f"cell {cell} appears in both {seen[cell]} and {f}")
+        seen[cell] = f
+        frames.append(df)
     if not frames:
         raise FileNotFoundError("no per-cell metrics.parquet found: run `dvc repro evaluate` first")
     return pd.concat(frames, ignore_index=True)
 
 
-def summarise(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and count over seeds of every ok metric per (dataset, variant, metric)."""
-    ok = df[df["status"] == "ok"]
-    g = ok.groupby(["dataset", "variant", "metric"])["value"]
-    return g.agg(["mean", "std", "count"]).reset_index()
-
-
 def summary_json(summary: pd.DataFrame) -> dict:
-    """{dataset: {variant: {metric: {mean, std, n}}}} for `dvc metrics show/diff`."""
+    """{dataset: {variant: {metric: {mean, std, n}}}} for `dvc metrics show/diff` and `python -m pipeline diff`."""
     out: dict = {}
     for row in summary.itertuples():
         std = 0.0 if math.isnan(row.std) else row.std
@@ -110,58 +119,14 @@ def summary_json(summary: pd.DataFrame) -> dict:
     return out
 
 
-def fmt(mean: float, std: float) -> str:
-    digits = 2 if abs(mean) >= 10 else 4 if abs(mean) < 0.1 else 3
-    return f"{mean:.{digits}f} ± {0.0 if math.isnan(std) else std:.{digits}f}"
-
-
-def markdown_table(df: pd.DataFrame, order: list[str], metrics: list[str]) -> str:
-    """AVAE Table 1 layout: a row per model, for each dataset a column per metric (mean ± std)."""
-    summary = summarise(df)
-    datasets = list(dict.fromkeys(df["dataset"]))
-    variants = [v for v in order if v in set(df["variant"])] + sorted(set(df["variant"]) - set(order))
-    lines = []
-    for dataset in datasets:
-        sub = df[df["dataset"] == dataset]
-        present = [m for m in metrics if m in set(sub["metric"])] + sorted(set(sub["metric"]) - set(metrics))
-        n_seeds = sub["seed"].nunique()
-        lines += [f"## {dataset} (mean ± std over {n_seeds} seed{'s' if n_seeds != 1 else ''})", "",
-                  "| model | " + " | ".join(present) + " |", "|---" * (len(present) + 1) + "|"]
-        notes = {}
-        for variant in variants:
-            rows = sub[sub["variant"] == variant]
-            if rows.empty:
-                continue
-            cells = []
-            for metric in present:
-                s = summary[(summary.dataset == dataset) & (summary.variant == variant) & (summary.metric == metric)]
-                r = rows[rows["metric"] == metric]
-                if not s.empty:
-                    cells.append(fmt(s["mean"].iloc[0], s["std"].iloc[0]))
-                elif not r.empty:
-                    status = r["status"].iloc[0]
-                    notes.setdefault(f"{metric} {status}", r["reason"].iloc[0])
-                    cells.append(status)
-                else:
-                    cells.append("—")
-            lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-        lines.append("")
-        for key, reason in notes.items():
-            lines.append(f"- {key}: {reason}")
-        lines += ["", "— : not applicable to the method (e.g. no encoder). fd_classifier: Fréchet distance in the "
-                  "feature space of a classifier trained on the training split (samples vs training split).", ""]
-    return "\n".join(lines)
-
-
-TABLE_METRICS = ["mse", "kl", "lpips", "fid", "fd_classifier", "fd_data"]
-
-
 def aggregate(files: list[Path], out_dir: str | Path, order: list[str]) -> pd.DataFrame:
     """Write results.parquet, summary.json and table.md under out_dir from per-cell files."""
+    from pipeline import report
+
     out_dir = Path(out_dir)
     df = collect(files)
     write_metrics(df, out_dir / "results.parquet")
-    atomic_write_json(out_dir / "summary.json", summary_json(summarise(df)))
-    atomic_write_text(out_dir / "table.md", "# Results\n\n" + markdown_table(df, order, TABLE_METRICS))
+    atomic_write_json(out_dir / "summary.json", summary_json(report.summarise(df)))
+    atomic_write_text(out_dir / "table.md", report.markdown(df, order))
     return df
 

@@ -104,7 +104,8 @@ def train_cell(params: Params, dataset: str, model: str, seed: int, data_dir: Pa
         if cls.exports_vae:
             digest = export_vae(method.encoder, method.decoder, data.info, params.networks, spec.config.sigma,
                                 out_dir / "export.pt", {"model": model, "dataset": dataset, "seed": seed,
-                                                         "run_hash": run_hash, "iterations": trainer.iteration})
+                                                         "run_hash": run_hash, "iterations": trainer.iteration},
+                                **getattr(method, "export_fields", dict)())  # architecture + stage-1 objective
             print(f"[{desc}] frozen export {out_dir / 'export.pt'} (sha256 {digest[:12]})")
         atomic_write_json(out_dir / "run.json", {
             "dataset": dataset, "model": model, "method": spec.method, "seed": seed, "run_hash": run_hash,
@@ -134,12 +135,21 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Me
 # ------------------------------------------------------------------ classifier
 
 
-def train_classifier(params: Params, dataset: str, data_dir: Path, out_dir: Path) -> float:
-    """Train the dataset classifier; cache the training split's feature statistics."""
+def train_classifier(params: Params, dataset: str, data_dir: Path, out_dir: Path) -> float | None:
+    """Train the dataset classifier; cache the training split's feature statistics.
+
+    Vector datasets (toy2d) have no classifier (evaluate measures fd_data on them instead):
+    classifier.json then says so and None is returned, so the DVC stage still has its output."""
     from pipeline import metrics
 
     with stage_timer(f"train_classifier {dataset}"):
         data = load_prepared(data_dir)
+        if data.info.kind != "image":
+            reason = f"{data.info.kind} data: no classifier; evaluate computes fd_data in data space instead"
+            atomic_write_json(Path(out_dir) / "classifier.json", {"dataset": dataset, "applicable": False,
+                                                                  "reason": reason})
+            print(f"[train_classifier {dataset}] skipped: {reason}")
+            return None
         model, accuracy = clf.train_classifier(data, params.classifier)
         out_dir = Path(out_dir)
         clf.save_classifier(model, data.info, params.classifier, accuracy, out_dir / "classifier.pt")
@@ -184,11 +194,29 @@ def evaluate_cell(params: Params, dataset: str, model: str, seed: int, data_dir:
         df.insert(0, "dataset", dataset)
         df["git_rev"] = results.git_revision()
         df["params_hash"] = stable_hash({"run": blob["run_hash"], "evaluate": to_dict(params.evaluate)})
+        df["checkpoint"] = f"{blob['run_hash']}@{blob['iterations']}"
         results.write_metrics(df, out_dir / "metrics.parquet")
         for r in rows:
             shown = f"{r.value:.4f}" if r.status == "ok" else f"{r.status} ({r.reason[:60]}...)"
             print(f"  {r.metric:>14}: {shown}  [{r.time_s:.1f} s]")
         return df
+
+
+def record_failed_cell(params: Params, dataset: str, model: str, seed: int, out_dir: Path, stage: str,
+                       error: str) -> pd.DataFrame:
+    """A cell whose training or evaluation failed: one `failed` row (metric `cell`, the failing
+    stage and its error as reason) written where evaluate_cell writes, so aggregate and
+    table.md show the failure next to the other cells."""
+    spec = params.model(model)
+    row = {"dataset": dataset, "method": spec.method, "variant": model, "seed": seed, "metric": "cell",
+           "value": float("nan"), "status": "failed", "reason": f"{stage}: {error}", "time_s": 0.0,
+           "git_rev": results.git_revision(), "params_hash": stable_hash(
+               {"model": spec.config_hash, "train": to_dict(spec.train), "evaluate": to_dict(params.evaluate)})}
+    for f in results.SCHEMA:  # provenance a failed cell does not have (split, scale, n_samples, ...): empty
+        row.setdefault(f.name, "" if str(f.type) == "string" else 0 if str(f.type) == "int64" else float("nan"))
+    df = pd.DataFrame([row])
+    results.write_metrics(df, Path(out_dir) / "metrics.parquet")
+    return df
 
 
 def aggregate(params: Params, evals_dir: Path, out_dir: Path) -> pd.DataFrame:
@@ -204,3 +232,16 @@ def aggregate(params: Params, evals_dir: Path, out_dir: Path) -> pd.DataFrame:
         df = results.aggregate(files, out_dir, params.grid.evaluate)
         print(f"[aggregate] {len(files)} cells, {len(df)} rows -> {out_dir}")
         return df
+
+
+def report(params: Params, results_path: Path, evals_dir: Path, out_path: Path) -> Path:
+    """metrics/results.parquet + the per-cell PNGs under evals_dir -> one self-contained HTML page."""
+    from pipeline import report as report_mod
+    from pipeline.io import atomic_write_text
+
+    with stage_timer("report"):
+        df = results.read_metrics(results_path)
+        page = report_mod.html_report(df, params.grid.evaluate, Path(evals_dir), params.raw)
+        atomic_write_text(out_path, page)
+        print(f"[report] {len(df)} rows -> {out_path} ({len(page) / 1e6:.1f} MB)")
+        return Path(out_path)

@@ -11,6 +11,7 @@ sampler, so a killed run resumes to the same result as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -19,6 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from pipeline.config import TrainConfig
@@ -65,6 +67,55 @@ def rows_to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
+def fused_kwargs(cfg: TrainConfig, device: torch.device) -> dict:
+    """Adam's multi-tensor kernels: fused on CUDA, foreach on CPU."""
+    if not cfg.fused_optimizer:
+        return {"foreach": False}
+    return {"fused": True} if device.type == "cuda" else {"foreach": True}
+
+
+def network_modules(method: nn.Module) -> list[nn.Module]:
+    """The networks of a method (modules defined in pipeline.networks), outermost only."""
+    found: list[nn.Module] = []
+
+    def visit(module: nn.Module) -> None:
+        for child in module.children():
+            if type(child).__module__.startswith("pipeline.networks"):
+                found.append(child)
+            else:
+                visit(child)
+
+    visit(method)
+    return found
+
+
+def _float_outputs(module: nn.Module, inputs, output):
+    """Forward hook: network outputs leave bf16 autocast as fp32 (losses, log-densities and
+    critic logits are computed in fp32)."""
+    if isinstance(output, torch.Tensor):
+        return output.float()
+    if isinstance(output, tuple):
+        return tuple(o.float() if isinstance(o, torch.Tensor) else o for o in output)
+    return output
+
+
+def apply_speed_options(method: nn.Module, cfg: TrainConfig):
+    """Apply channels_last / autocast / compile to `method`; returns the autocast context factory."""
+    device = method.device
+    if cfg.channels_last:
+        method.to(memory_format=torch.channels_last)
+    networks = network_modules(method)
+    if cfg.autocast == "bf16":
+        for net in networks:
+            net.register_forward_hook(_float_outputs)
+    if cfg.compile:
+        for net in networks:
+            net.compile()
+    if cfg.autocast == "bf16":
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
 class Trainer:
     """Runs `method`'s phases for cfg.iterations, with logging, checkpoints and resume.
 
@@ -78,9 +129,10 @@ class Trainer:
         self.phases = method.phases()
         self.trainable = list(dict.fromkeys(m for p in self.phases for m in p.modules))
         gamma = cfg.lr_decay_to ** (1.0 / cfg.iterations)  # exponential decay to lr_decay_to at the end
-        self.optimizers = [torch.optim.Adam([q for m in p.modules for q in m.parameters()], lr=p.lr, betas=p.betas)
-                           for p in self.phases]
+        self.optimizers = [torch.optim.Adam([q for m in p.modules for q in m.parameters()], lr=p.lr, betas=p.betas,
+                                            **fused_kwargs(cfg, method.device)) for p in self.phases]
         self.schedulers = [torch.optim.lr_scheduler.ExponentialLR(o, gamma) for o in self.optimizers]
+        self.autocast = apply_speed_options(method, cfg)
         self.iteration = 0
         self.rows: list[dict] = []
         self.wall_time = 0.0
@@ -126,7 +178,11 @@ class Trainer:
             for module in self.trainable:
                 module.requires_grad_(any(module is m for m in phase.modules))
             for _ in range(phase.steps):
-                terms = phase.loss(self.sampler.next())
+                batch = self.sampler.next()
+                if self.cfg.channels_last and batch.ndim == 4:
+                    batch = batch.contiguous(memory_format=torch.channels_last)
+                with self.autocast():
+                    terms = phase.loss(batch)
                 # a method may gate an update on the batch (AVAE-S: D only while its accuracy < 0.7)
                 if "gate" not in terms or bool(terms["gate"]):
                     optimizer.zero_grad(set_to_none=True)

@@ -10,6 +10,8 @@ weights under the real name.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import platform
 from dataclasses import dataclass
@@ -17,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-INCEPTION_FILE = "inception-2015-12-05.pt"
+INCEPTION_NAME = "inception-2015-12-05"
+INCEPTION_FILE = f"{INCEPTION_NAME}.pt"
 INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
 INCEPTION_ENV = "INCEPTION_WEIGHTS"
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
@@ -72,13 +75,38 @@ def alexnet(explicit: str = "") -> WeightsStatus:
     return _find("AlexNet (LPIPS v0.1)", ALEXNET_FILE, explicit, ALEXNET_ENV, cache, ALEXNET_URL)
 
 
+@functools.lru_cache(maxsize=8)
+def _digest(path: str, size: int, mtime: float) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def digest(path: str | Path) -> str:
+    """Short sha256 of a weights file (recorded in the `features` column and in cache keys)."""
+    st = Path(path).stat()
+    return _digest(str(path), st.st_size, st.st_mtime)
+
+
+METRICS_NEEDING = {  # weights -> the metric rows that are `missing` without them
+    "inception": "fid, fid_64, fid_192, fid_768, fid_seeded, inception_score",
+    "alexnet": "lpips",
+}
+
+
 def report(inception_path: str = "", alexnet_path: str = "") -> str:
     """Human-readable status of every weight file (python -m pipeline weights)."""
     lines = []
-    for status, metrics in ((inception(inception_path), "fid"), (alexnet(alexnet_path), "lpips")):
-        state = f"present: {status.path}" if status.present else "ABSENT"
+    for status, metrics in ((inception(inception_path), METRICS_NEEDING["inception"]),
+                            (alexnet(alexnet_path), METRICS_NEEDING["alexnet"])):
+        state = f"present: {status.path} (sha256 {digest(status.path)})" if status.present else "ABSENT"
         lines.append(f"{status.name} [{metrics}]: {state}")
         lines.append(f"  looked in: {', '.join(map(str, status.looked))}")
         if not status.present:
             lines.append(f"  get it: download {status.url} and place it at {status.looked[-1]}")
+    lines.append(f"explicit paths: params evaluate.inception_weights / evaluate.alexnet_weights, "
+                 f"or ${INCEPTION_ENV} / ${ALEXNET_ENV}")
+    lines.append("the LPIPS v0.1 linear layers ship inside the lpips package (no download needed)")
     return "\n".join(lines)

@@ -104,3 +104,24 @@ def test_sampler_state_roundtrip(toy_prepared):
     s2 = datamod.BatchSampler(toy_prepared.x("train"), toy_prepared.info, 64, torch.device("cpu"), 99)
     s2.load_state_dict(state)
     assert all(torch.equal(a, s2.next()) for a in expected)
+
+
+def test_chunked_writing_matches_one_chunk_and_cleans_up(idx_folder, tmp_path):
+    folder, _ = idx_folder
+    whole = datamod.load_prepared(datamod.prepare("fashion_mnist", DatasetConfig(source=str(folder)), tmp_path / "a"))
+    chunked = datamod.load_prepared(datamod.prepare("fashion_mnist", DatasetConfig(source=str(folder), chunk=7),
+                                                    tmp_path / "b"))
+    assert whole.meta["files"] == chunked.meta["files"]  # byte-identical arrays
+    assert not (tmp_path / "b.tmp").exists()
+    assert chunked.meta["dataset"] == "fashion_mnist" and chunked.meta["config"]["source"] == str(folder)
+
+
+def test_stale_tmp_of_another_plan_is_not_resumed(idx_folder, tmp_path):
+    folder, arrays = idx_folder
+    stale = tmp_path / "out.tmp"
+    stale.mkdir()
+    (stale / "progress.json").write_text(json.dumps({"fingerprint": "other", "done": {"train": 96}}))
+    np.save(stale / "train_x.npy", np.zeros((96, 1, 32, 32), np.uint8))
+    prepared = datamod.load_prepared(datamod.prepare("fashion_mnist", DatasetConfig(source=str(folder)),
+                                                     tmp_path / "out"))
+    assert np.array_equal(prepared.x("train")[:, 0, 2:30, 2:30], arrays["train_x"])

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
 from pipeline import losses
-from pipeline.config import ConfigError
+from pipeline.config import ConfigError, to_dict
 from pipeline.methods import Method, Phase, register
-from pipeline.networks import Encoder, build_generator
+from pipeline.networks.architectures import build_decoder, build_encoder
 
 
 @dataclass
@@ -18,11 +18,13 @@ class VaeConfig:
     """beta: KL weight, a number or a per-dataset mapping (AVAE §5: bedroom 4, celeba 5,
     cifar10 10, cifar100 10, svhn 20); reconstruction: 'mse' (½ sum of squares, AVAE eq. 9)
     or 'log_mse' (LSR-GAN App. A); sigma: 'learned' (input-independent, AVAE Fig. 5) or
-    'encoder' (output by the encoder); lr, beta1, beta2: Adam."""
+    'encoder' (output by the encoder); architecture: encoder/decoder family, 'dcgan' (AVAE
+    Fig. 5), 'resnet' (LSR-GAN App. D Table 3) or 'avae_s' (004 Table I); lr, beta1, beta2: Adam."""
 
     beta: float | dict[str, float] = 1.0  # KL weight (β-VAE)
     reconstruction: Literal["mse", "log_mse"] = "mse"  # AVAE eq. 9 / LSR-GAN App. A
     sigma: Literal["learned", "encoder"] = "learned"  # AVAE Fig. 5 caption: sigma learned directly
+    architecture: Literal["dcgan", "resnet", "avae_s"] = "dcgan"  # AVAE Fig. 5 / 003 Table 3 / 004 Table I
     lr: float = 2e-4  # AVAE authors' code: Adam 2e-4
     beta1: float = 0.5  # DCGAN hyper-parameters (AVAE §5)
     beta2: float = 0.999
@@ -52,20 +54,37 @@ class VAE(Method):
     def __init__(self, config: VaeConfig, info, net, vae=None):
         super().__init__(config, info, net)
         self.beta = config.beta_for(info.name)
-        self.encoder = Encoder(info, net, config.sigma)
-        self.decoder = build_generator(net.latent_dim, info, net)
+        self.encoder = build_encoder(config.architecture, info, net, config.sigma)
+        self.decoder = build_decoder(config.architecture, net.latent_dim, info, net)
         self.recon = {"mse": losses.sum_squares_recon, "log_mse": losses.log_mse_recon}[config.reconstruction]
 
     @classmethod
     def check_config(cls, config: VaeConfig, dataset: str) -> None:
         config.beta_for(dataset)
 
-    def vae_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def vae_terms(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The named terms of L_VAE and the reconstruction x̃ = D(z), z ~ q(z|x), they used."""
         mu, log_sigma = self.encoder(x)
-        z = losses.reparameterize(mu, log_sigma)
-        recon = self.recon(self.decoder(z), x).mean()
+        x_recon = self.decoder(losses.reparameterize(mu, log_sigma))
+        recon = self.recon(x_recon, x).mean()
         kl = losses.kl_standard_normal(mu, log_sigma).mean()
-        return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl}  # AVAE eq. 9
+        return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl}, x_recon  # AVAE eq. 9
+
+    def vae_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.vae_terms(x)[0]
+
+    def export_fields(self) -> dict:
+        """What the frozen export records beside the weights: the architecture and the stage-1
+        objective (method, config, fixed loss state), so 004's fine-tuning can rebuild L_VAE."""
+        return {"architecture": self.config.architecture,
+                "objective": {"method": self.name, "config": to_dict(self.config), "state": self.objective_state()}}
+
+    def objective_state(self) -> dict:
+        """Loss state fixed during training that the objective needs later (none for the β-VAE)."""
+        return {}
+
+    def load_objective_state(self, state: dict) -> None:
+        """Restore what objective_state() returned."""
 
     def phases(self) -> list[Phase]:
         c = self.config

@@ -1,0 +1,72 @@
+"""Fashion-MNIST (the default that runs offline): the original IDX files, 28x28 padded to 32x32.
+
+Verified against the sha256 of the decompressed official IDX payloads
+(`pipeline.data.FASHION_MNIST_FILES`: Debian recompresses the .gz wrappers, the content is
+the same); official 60k/10k train/test split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import data as core
+from pipeline.config import DatasetConfig
+from pipeline.data import DatasetCorrupt, DatasetMissing, read_idx
+from pipeline.datasets import register
+from pipeline.datasets.base import Dataset, Plan, array_split, capped
+
+
+def find_idx(folder: Path, stem: str, help_text: str) -> Path:
+    """`<stem>.gz` or `<stem>` in folder."""
+    for candidate in (folder / f"{stem}.gz", folder / stem):
+        if candidate.exists():
+            return candidate
+    raise DatasetMissing(f"file {stem}[.gz] not found in {folder}. {help_text}")
+
+
+def pad_to(images: np.ndarray, resolution: int, name: str) -> np.ndarray:
+    """N x 28 x 28 -> N x 1 x R x R: R = 28 keeps them, R = 32 pads 2 zero pixels each side."""
+    if resolution not in (28, 32):
+        raise DatasetMissing(f"datasets.{name}.resolution = {resolution}: MNIST-family images are 28 (native) "
+                             "or 32 (zero-padded) pixels")
+    pad = (resolution - 28) // 2
+    return np.pad(images, ((0, 0), (pad, pad), (pad, pad)))[:, None]
+
+
+@register
+class FashionMNIST(Dataset):
+    name = "fashion_mnist"
+    origin = "https://github.com/zalandoresearch/fashion-mnist (or Debian's dataset-fashion-mnist)"
+    env = core.FASHION_MNIST_ENV
+    files = "the four *-idx?-ubyte[.gz] files"
+    channels, n_classes, resolution = 1, 10, 32
+
+    def default_roots(self) -> list[Path]:
+        return [Path(core.FASHION_MNIST_DEFAULT), *super().default_roots()]
+
+    def instructions(self) -> str:
+        return core.FASHION_MNIST_HELP
+
+    def present(self, root: Path) -> bool:
+        return all((root / f"{stem}.gz").exists() or (root / stem).exists()
+                   for stem, _ in core.FASHION_MNIST_FILES.values())
+
+    def plan(self, cfg: DatasetConfig, root: Path, name: str) -> Plan:
+        pre = self.preprocessing(cfg)
+        arrays, sources = {}, {}
+        for key, (stem, digest) in core.FASHION_MNIST_FILES.items():  # read at call time (tests pin it)
+            path = find_idx(root, stem, core.FASHION_MNIST_HELP)
+            array, raw = read_idx(path)
+            if raw != digest:
+                raise DatasetCorrupt(f"{path}: checksum mismatch (sha256 of its content is {raw}, the official "
+                                     f"release has {digest}); delete it and reinstall. {core.FASHION_MNIST_HELP}")
+            sources[path.name] = {"content_sha256": raw}
+            arrays[key] = pad_to(array, pre.resolution, name) if key.endswith("_x") else array.astype(np.int64)
+        splits = {}
+        for split in ("train", "test"):
+            n = capped(len(arrays[f"{split}_x"]), cfg.n_train if split == "train" else cfg.n_test)
+            splits[split] = array_split(arrays[f"{split}_x"][:n], arrays[f"{split}_y"][:n], pre)
+        return Plan(self.info(name, pre), splits, {"sources": sources, "preprocessing": "zero-pad 28 -> 32"
+                                                    if pre.resolution == 32 else "none"})

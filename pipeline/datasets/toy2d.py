@@ -1,0 +1,34 @@
+"""toy2d: the 2-D points of AVAE §5.1, generated (no raw files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import DatasetConfig
+from pipeline.data import DataInfo, toy2d_sample
+from pipeline.datasets import register
+from pipeline.datasets.base import Dataset, Plan, Split
+
+
+@register
+class Toy2d(Dataset):
+    name = "toy2d"
+    origin = "AVAE §5.1 (generated)"
+    env = "TOY2D_DIR"
+    files = "nothing (generated from datasets.toy2d.seed)"
+
+    def candidates(self, cfg: DatasetConfig) -> list[tuple[str, Path]]:
+        return [("generated", Path("."))]  # no raw files
+
+    def present(self, root: Path) -> bool:
+        return True
+
+    def plan(self, cfg: DatasetConfig, root: Path, name: str) -> Plan:
+        rng = np.random.default_rng(cfg.seed)
+        arrays = {"train": toy2d_sample(cfg.n_train or 20_000, rng), "test": toy2d_sample(cfg.n_test or 5_000, rng)}
+        splits = {k: Split(len(a), (2,), lambda s, e, a=a: (a[s:e], None), labelled=False, dtype="float32")
+                  for k, a in arrays.items()}
+        return Plan(DataInfo(name, "vector", (2,), "raw", 0), splits,
+                    {"sources": {"generator": "AVAE §5.1", "seed": cfg.seed}, "source_dir": ""})

@@ -1,0 +1,100 @@
+"""AGE, Adversarial Generator-Encoder networks (Ulyanov et al. 2018): α-GAN's baseline
+(SPEC §3.7).
+
+Only an encoder E and a generator G; latents live on the unit sphere (α-GAN App. H.3). The
+game is played in latent space through the empirical KL of α-GAN eq. 18 (per dimension, as
+AGE's code averages it): E pulls data codes towards the prior and pushes sample codes away,
+    L_E = KL(E(x)) − KL(E(G(z))) + μ·L1(x, G(E(x))),
+while G pulls its sample codes towards the prior and must be recovered by E,
+    L_G = KL(E(G(z))) + ν·(1 − cos(z, E(G(z)))).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from pipeline import losses
+from pipeline.config import ConfigError
+from pipeline.methods import Method, Phase, register
+from pipeline.networks import build_generator
+from pipeline.networks.joint import DeterministicEncoder
+
+
+@dataclass
+class AgeConfig:
+    """data_recon_weight: μ, weight of the encoder's L1 data reconstruction; code_recon_weight:
+    ν, weight of the generator's cosine code reconstruction; generator_steps: generator
+    updates per encoder update; lr, beta1, beta2: Adam for both networks."""
+
+    data_recon_weight: float = 100.0  # α-GAN App. H.1: swept over {100, 500, 1000, 2000}
+    code_recon_weight: float = 10.0  # α-GAN App. H.1: 10
+    generator_steps: int = 2  # α-GAN §6 / AGE code: G updated twice per E update
+    lr: float = 2e-4  # AGE code: 2e-4; α-GAN T2 sweeps {1e-4, 2e-4, 5e-4}
+    beta1: float = 0.5  # α-GAN App. H: Adam β1 = 0.5
+    beta2: float = 0.9  # α-GAN App. H: β2 = 0.9
+
+    def __post_init__(self) -> None:
+        if self.data_recon_weight < 0 or self.code_recon_weight < 0 or self.lr <= 0 or self.generator_steps < 1:
+            raise ConfigError("params: 'models.*' (age) needs recon weights >= 0, lr > 0 and generator_steps >= 1")
+
+
+@register
+class Age(Method):
+    """Encoder onto the unit sphere and generator, adversarial through the latent KL."""
+
+    name = "age"
+    config_cls = AgeConfig
+
+    def __init__(self, config: AgeConfig, info, net, vae=None):
+        super().__init__(config, info, net)
+        if net.latent_dim < 2:
+            raise ConfigError(f"params: 'networks.latent_dim' = {net.latent_dim}: AGE's codes live on the unit "
+                              "sphere, which needs latent_dim >= 2")
+        self.encoder = DeterministicEncoder(info, net, sphere=True)
+        self.generator = build_generator(net.latent_dim, info, net)
+
+    def prior(self, n: int) -> torch.Tensor:
+        """z uniform on the unit sphere (normalised Gaussian draws)  # α-GAN App. H.3"""
+        return F.normalize(torch.randn(n, self.net.latent_dim, device=self.device), dim=1)
+
+    def latent_kl(self, z: torch.Tensor) -> torch.Tensor:
+        """α-GAN eq. 18 divided by the latent size (AGE's code averages over dimensions)."""
+        return losses.empirical_kl(z) / z.shape[1]
+
+    def encoder_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            fake = self.generator(self.prior(len(x)))
+        z_real = self.encoder(x)
+        kl_real, kl_fake = self.latent_kl(z_real), self.latent_kl(self.encoder(fake))
+        data_recon = losses.l1_recon(self.generator(z_real), x).mean()
+        loss = kl_real - kl_fake + self.config.data_recon_weight * data_recon
+        return {"loss": loss, "kl_real": kl_real, "kl_fake": kl_fake, "data_recon": data_recon}
+
+    def generator_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        z = self.prior(len(x))
+        z_fake = self.encoder(self.generator(z))
+        kl_fake = self.latent_kl(z_fake)
+        code_recon = losses.cosine_distance(z_fake, z).mean()
+        return {"loss": kl_fake + self.config.code_recon_weight * code_recon, "kl_fake": kl_fake,
+                "code_recon": code_recon}
+
+    def phases(self) -> list[Phase]:
+        c = self.config
+        betas = (c.beta1, c.beta2)
+        return [Phase("encoder", [self.encoder], self.encoder_loss, c.lr, betas),
+                Phase("generator", [self.generator], self.generator_loss, c.lr, betas, c.generator_steps)]
+
+    def sample(self, n: int) -> torch.Tensor:
+        return self.generator(self.prior(n))
+
+    def encode(self, x):
+        """(E(x) on the unit sphere, log σ): the encoder is deterministic, so log σ is a
+        constant tensor full of DETERMINISTIC_LOG_SIGMA (-10)."""
+        return self.encoder.posterior(x)
+
+    @torch.no_grad()
+    def reconstruct(self, x):
+        return self.generator(self.encoder(x))  # G(E(x))

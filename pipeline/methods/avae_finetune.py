@@ -1,0 +1,122 @@
+"""004's adversarial fine-tuning (§II-B, Algorithm 1 second loop): "AVAE" on a plain VAE export
+and AVAE-S on a VAE-S export (SPEC §3.11). One method; which stage-1 objective it keeps
+minimising is read from the export, and `stage1` says which one the model expects.
+
+The frozen export's encoder/decoder are copied into trainable networks. The decoder doubles
+as generator; the discriminator Dis (= P(real)) is the encoder with max pooling instead of
+strided down-sampling (004 §III), trained on real x against reconstructions x̃ = Dec(Enc(x)).
+Each iteration first measures Dis's accuracy on the batch, then (Algorithm 1):
+  if accuracy < 0.7: Dis minimises −log Dis(x) − log(1 − Dis(x̃));
+  if accuracy > 0.5: the VAE minimises L_VAE − log Dis(x̃).
+Algorithm 1 prints the VAE's adversarial term as "+ log Dis(X̃)"; minimised literally it would
+help the discriminator, so the generator-side term here is the non-saturating −log Dis(x̃) of
+004 eq. 12's min-max game.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from pipeline import losses
+from pipeline.config import ConfigError, from_dict
+from pipeline.methods import REGISTRY, Method, Phase, register
+from pipeline.networks.architectures import build_pooled_discriminator
+
+
+@dataclass
+class AvaeFinetuneConfig:
+    """stage1: the stage-1 method the export must come from ('vae': 004's AVAE baseline, 'vae_s':
+    AVAE-S); dis_update_below / vae_update_above: accuracy gates of 004 Algorithm 1;
+    adversarial_weight: weight of −log Dis(x̃) in the VAE update (Algorithm 1: 1); lr, beta1,
+    beta2: Adam for both phases."""
+
+    stage1: Literal["vae", "vae_s"] = "vae"  # 004 §III: AVAE fine-tunes a VAE, AVAE-S a VAE-S
+    dis_update_below: float = 0.7  # 004 Algorithm 1: update Dis while Accuracy_Dis < 0.7
+    vae_update_above: float = 0.5  # 004 Algorithm 1: update the VAE while Accuracy_Dis > 0.5
+    adversarial_weight: float = 1.0  # 004 Algorithm 1: L_AVAE = L_VAE + (adversarial term)
+    lr: float = 2e-4  # not given in 004; the pipeline's DCGAN default
+    beta1: float = 0.5
+    beta2: float = 0.999
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.vae_update_above <= 1.0 and 0.0 <= self.dis_update_below <= 1.0):
+            raise ConfigError("params: 'models.*.dis_update_below' and 'vae_update_above' are accuracies in [0, 1]")
+        if self.adversarial_weight < 0 or self.lr <= 0:
+            raise ConfigError("params: 'models.*.adversarial_weight' must be >= 0 and 'lr' > 0")
+
+
+def stage1_from_export(vae, info, net) -> Method:
+    """A trainable copy of the stage-1 method recorded in a frozen export (weights and fixed
+    loss state included)."""
+    objective = getattr(vae, "objective", None)
+    if not objective:
+        raise ValueError("this VAE export records no stage-1 objective (exported before vae_export/2); "
+                         "re-run `dvc repro pretrain_vae` to fine-tune it")
+    cls = REGISTRY[objective["method"]]
+    stage1 = cls(from_dict(cls.config_cls, objective["config"], f"export objective ({objective['method']})"),
+                 info, net)
+    stage1.encoder.load_state_dict(vae.encoder.state_dict())
+    stage1.decoder.load_state_dict(vae.decoder.state_dict())
+    stage1.load_objective_state(objective["state"])
+    return stage1.requires_grad_(True)
+
+
+@register
+class AvaeFinetune(Method):
+    """Encoder/decoder from a stage-1 export, fine-tuned against a max-pooling discriminator."""
+
+    name = "avae_finetune"
+    config_cls = AvaeFinetuneConfig
+    needs_vae = True
+
+    def __init__(self, config: AvaeFinetuneConfig, info, net, vae=None):
+        super().__init__(config, info, net)
+        if vae is None:
+            raise ValueError("avae_finetune fine-tunes a stage-1 export: pass vae=load_vae_export(...)")
+        found = (vae.objective or {}).get("method")
+        if found != config.stage1:
+            raise ConfigError(f"params: 'models.*.stage1' = {config.stage1!r} but the export was trained by "
+                              f"{found!r}: list this model under grid.stage2.<a {config.stage1} model>")
+        self.vae_model = stage1_from_export(vae, info, net)  # trainable encoder + decoder (+ its loss state)
+        self.discriminator = build_pooled_discriminator(vae.architecture, info, net)
+        self.register_buffer("dis_accuracy", torch.tensor(0.0))  # Accuracy_Dis of this iteration
+
+    def measure_accuracy(self, x: torch.Tensor, x_recon: torch.Tensor) -> torch.Tensor:
+        """Accuracy_Dis on real x and reconstructions x̃ (004 Algorithm 1)."""
+        with torch.no_grad():
+            return losses.discriminator_accuracy(self.discriminator(x), self.discriminator(x_recon))
+
+    def discriminator_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            mu, log_sigma = self.vae_model.encoder(x)
+            x_recon = self.vae_model.decoder(losses.reparameterize(mu, log_sigma))
+        self.dis_accuracy.copy_(self.measure_accuracy(x, x_recon))
+        loss = losses.gan_discriminator_loss(self.discriminator(x), self.discriminator(x_recon))  # 004 eq. 11 L_Dis
+        gate = (self.dis_accuracy < self.config.dis_update_below).float()  # 004 Algorithm 1
+        return {"loss": loss, "accuracy": self.dis_accuracy.clone(), "gate": gate}
+
+    def vae_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms, x_recon = self.vae_model.vae_terms(x)  # L_VAE of the stage-1 method
+        adversarial = losses.gan_generator_loss(self.discriminator(x_recon))  # −log Dis(x̃)
+        gate = (self.dis_accuracy > self.config.vae_update_above).float()  # 004 Algorithm 1
+        return {**terms, "loss": terms["loss"] + self.config.adversarial_weight * adversarial,
+                "vae_loss": terms["loss"], "adversarial": adversarial, "gate": gate}
+
+    def phases(self) -> list[Phase]:
+        c = self.config
+        betas = (c.beta1, c.beta2)
+        return [Phase("discriminator", [self.discriminator], self.discriminator_loss, c.lr, betas),
+                Phase("vae", [self.vae_model], self.vae_loss, c.lr, betas)]
+
+    def sample(self, n: int) -> torch.Tensor:
+        return self.vae_model.sample(n)
+
+    def encode(self, x):
+        return self.vae_model.encoder(x)
+
+    @torch.no_grad()
+    def reconstruct(self, x):
+        return self.vae_model.reconstruct(x)

@@ -1,0 +1,104 @@
+"""VAE/GAN (Larsen et al. 2016, "Autoencoding beyond pixels"): AVAE Table 1 row (SPEC §3.5).
+
+The decoder doubles as the generator. The discriminator sees real images, reconstructions
+and prior samples; the reconstruction loss is a Gaussian likelihood of the discriminator's
+last hidden layer, L_llike = ½‖Dis_l(x̃) − Dis_l(x)‖², not of pixels. Updates (Larsen
+Algorithm 1): encoder ← β·L_prior + L_llike; decoder ← γ·L_llike − L_GAN (non-saturating
+form); discriminator ← −L_GAN. The discriminator never receives the L_llike gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from pipeline import losses
+from pipeline.config import ConfigError
+from pipeline.methods import Method, Phase, register
+from pipeline.networks import Encoder, build_critic, build_generator
+from pipeline.networks.joint import critic_layers
+
+
+@dataclass
+class VaeGanConfig:
+    """gamma: weight of the hidden-layer reconstruction in the decoder loss; beta: KL weight in
+    the encoder loss (AVAE §5 tuned it so that the KL matches the other models'); sigma:
+    'learned' (input-independent, AVAE Fig. 5) or 'encoder'; lr, beta1, beta2: Adam for the
+    three networks."""
+
+    gamma: float = 1e-2  # AVAE authors' code: γ = 1e-2
+    beta: float = 1.0  # KL weight (AVAE §5 tunes it per dataset: 4/5/10/10/20)
+    sigma: Literal["learned", "encoder"] = "learned"  # AVAE Fig. 5 caption: σ learned directly
+    lr: float = 2e-4  # AVAE §5: DCGAN hyper-parameters
+    beta1: float = 0.5  # DCGAN
+    beta2: float = 0.999
+
+    def __post_init__(self) -> None:
+        if self.gamma < 0 or self.beta < 0 or self.lr <= 0:
+            raise ConfigError("params: 'models.*' (vae_gan) needs gamma >= 0, beta >= 0 and lr > 0")
+
+
+@register
+class VaeGan(Method):
+    """Encoder E, decoder/generator Dec and discriminator Dis = P(real), three phases."""
+
+    name = "vae_gan"
+    config_cls = VaeGanConfig
+
+    def __init__(self, config: VaeGanConfig, info, net, vae=None):
+        super().__init__(config, info, net)
+        self.encoder = Encoder(info, net, config.sigma)
+        self.decoder = build_generator(net.latent_dim, info, net)
+        self.discriminator = build_critic(info, net)
+
+    def dis_hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """Dis_l(x): the discriminator's last hidden layer."""
+        return critic_layers(self.discriminator)[0](x)
+
+    def hidden_recon(self, x_tilde: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Mean over the batch of L_llike = ½‖Dis_l(x̃) − Dis_l(x)‖²  # Larsen et al. eq. 8-9"""
+        return losses.sum_squares_recon(self.dis_hidden(x_tilde), self.dis_hidden(x)).mean()
+
+    def encoder_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        mu, log_sigma = self.encoder(x)
+        x_tilde = self.decoder(losses.reparameterize(mu, log_sigma))
+        kl = losses.kl_standard_normal(mu, log_sigma).mean()  # L_prior
+        hidden_recon = self.hidden_recon(x_tilde, x)
+        return {"loss": self.config.beta * kl + hidden_recon, "kl": kl, "hidden_recon": hidden_recon}
+
+    def decoder_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            z = losses.reparameterize(*self.encoder(x))
+        x_tilde, x_p = self.decoder(z), self.decoder(self.prior(len(x)))
+        body, head = critic_layers(self.discriminator)
+        h_tilde = body(x_tilde)
+        hidden_recon = losses.sum_squares_recon(h_tilde, body(x)).mean()  # Larsen et al. eq. 8-9
+        gan = losses.gan_generator_loss(head(h_tilde)) + losses.gan_generator_loss(self.discriminator(x_p))
+        return {"loss": self.config.gamma * hidden_recon + gan, "hidden_recon": hidden_recon, "gan": gan}
+
+    def discriminator_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            x_tilde = self.decoder(losses.reparameterize(*self.encoder(x)))
+            x_p = self.decoder(self.prior(len(x)))
+        d = self.discriminator
+        loss = losses.gan_discriminator_loss_recon_and_samples(d(x), d(x_tilde), d(x_p))  # Larsen L_GAN
+        return {"loss": loss}
+
+    def phases(self) -> list[Phase]:
+        c = self.config
+        betas = (c.beta1, c.beta2)
+        return [Phase("encoder", [self.encoder], self.encoder_loss, c.lr, betas),
+                Phase("decoder", [self.decoder], self.decoder_loss, c.lr, betas),
+                Phase("discriminator", [self.discriminator], self.discriminator_loss, c.lr, betas)]
+
+    def sample(self, n: int) -> torch.Tensor:
+        return self.decoder(self.prior(n))
+
+    def encode(self, x):
+        return self.encoder(x)
+
+    @torch.no_grad()
+    def reconstruct(self, x):
+        return self.decoder(self.encoder(x)[0])  # decode the posterior mean

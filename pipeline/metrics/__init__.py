@@ -1,0 +1,28 @@
+"""Metric maths and feature extraction (no sample generation, no file writing).
+
+One module per family: `frechet` (Fréchet distances through clean-fid, feature extraction,
+the real-statistics cache), `inception` (clean-fid's Inception: four feature sizes and the
+Inception score), `perceptual` (LPIPS), `reconstruction` (mse, kl, cosine, recon_variance,
+recon_accuracy), `ssim` (MS-SSIM, diversity), `sharpness` (Laplacian variance, normalised
+Laplacian), `critic` (the independent Wasserstein critic). Every function takes its network
+explicitly, so tests can run each code path with a randomly initialised network; only
+`pipeline.evaluate` decides which real weights are used, and records them.
+"""
+
+from pipeline.metrics.critic import CriticSettings, independent_critic
+from pipeline.metrics.frechet import (ImageSource, Stats, array_source, cached_stats, extract_features,
+                                      feature_stats, frechet_distance, rgb_source, to_255_rgb)
+from pipeline.metrics.inception import (TAPS, InceptionFeatures, imagenet_probs, inception_score, load_inception,
+                                        split_taps)
+from pipeline.metrics.perceptual import load_lpips, lpips_distance, lpips_with_backbone
+from pipeline.metrics.reconstruction import cosine, mean_kl, mse, recon_accuracy, recon_variance
+from pipeline.metrics.sharpness import laplace_variance, norm_laplace
+from pipeline.metrics.ssim import diversity, ms_ssim
+
+__all__ = [
+    "CriticSettings", "ImageSource", "InceptionFeatures", "Stats", "TAPS", "array_source", "cached_stats", "cosine",
+    "diversity", "extract_features", "feature_stats", "frechet_distance", "imagenet_probs", "independent_critic",
+    "inception_score", "laplace_variance", "load_inception", "load_lpips", "lpips_distance", "lpips_with_backbone",
+    "mean_kl", "ms_ssim", "mse", "norm_laplace", "recon_accuracy", "recon_variance", "rgb_source", "split_taps",
+    "to_255_rgb",
+]

@@ -1,0 +1,89 @@
+"""Fréchet distances: pure maths (clean-fid's own code), feature extraction through clean-fid's
+`get_model_features` (its custom feature-extractor hook), and a cache of real-data statistics
+keyed by a hash of dataset + extractor (as clean-fid and stylegan2-ada do)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from cleanfid import fid as cleanfid
+
+from pipeline.io import atomic_write
+
+ImageSource = Callable[[int], torch.Tensor]  # n -> n images in [0, 255], N x C x H x W
+Stats = tuple[np.ndarray, np.ndarray]  # (mean, covariance)
+
+
+def feature_stats(features: np.ndarray) -> Stats:
+    """Mean and covariance (rows = examples), as clean-fid computes them."""
+    features = np.asarray(features, dtype=np.float64)
+    return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+def frechet_distance(stats_a: Stats, stats_b: Stats) -> float:
+    """‖mu_a − mu_b‖² + Tr(S_a + S_b − 2 (S_a S_b)^½) via clean-fid (Heusel et al. 2017)."""
+    return float(cleanfid.frechet_distance(stats_a[0], stats_a[1], stats_b[0], stats_b[1]))
+
+
+def extract_features(source: ImageSource, extractor: Callable[[torch.Tensor], torch.Tensor], n: int,
+                     batch_size: int, resize: str | None = None, desc: str = "features") -> np.ndarray:
+    """Features of n images from `source` through clean-fid's `get_model_features`.
+
+    resize=None keeps the images as they are (custom extractor hook); resize='clean' applies
+    clean-fid's standard resizing (PIL bicubic, float) to Inception's 299x299.
+    """
+    batch_size = min(batch_size, n)
+
+    def generator(z: torch.Tensor) -> torch.Tensor:  # clean-fid calls G(z) for each batch
+        return source(len(z)).float()
+
+    identity = (lambda img: img) if resize is None else None
+    with torch.no_grad():
+        return cleanfid.get_model_features(generator, extractor, mode=resize or "clean", z_dim=1, num_gen=n,
+                                           batch_size=batch_size, device=torch.device("cpu"),
+                                           desc=f"{desc}: ", verbose=False, custom_fn_resize=identity)
+
+
+def array_source(images_u8: np.ndarray) -> ImageSource:
+    """An ImageSource cycling through a uint8 image array, in order (real data or stored samples)."""
+    state = {"i": 0}
+
+    def source(n: int) -> torch.Tensor:
+        idx = (state["i"] + np.arange(n)) % len(images_u8)
+        state["i"] = (state["i"] + n) % len(images_u8)
+        return torch.from_numpy(np.asarray(images_u8[np.sort(idx)])).float()
+
+    return source
+
+
+def to_255_rgb(images01: torch.Tensor) -> torch.Tensor:
+    """[0,1] images -> [0,255] with 3 channels (grayscale repeated), for Inception/AlexNet."""
+    x = images01 * 255.0
+    return x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x
+
+
+def rgb_source(source: ImageSource) -> ImageSource:
+    """The same images with grayscale repeated to 3 channels (Inception's input)."""
+    return lambda n: (lambda x: x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x)(source(n))
+
+
+def cached_stats(cache_dir: str | Path | None, key: str, compute: Callable[[], dict[str, Stats]]) -> dict[str, Stats]:
+    """Named statistics {name: (mu, sigma)} from `cache_dir/<key>.npz`, computed and stored on a miss.
+
+    `key` must hash everything the statistics depend on (dataset checksums, extractor weights,
+    layer, resize mode, sample count); cache_dir None disables the cache.
+    """
+    path = Path(cache_dir) / f"{key}.npz" if cache_dir else None
+    if path is not None and path.exists():
+        blob = np.load(path)
+        names = sorted({k.rsplit("__", 1)[0] for k in blob.files})
+        return {name: (blob[f"{name}__mu"], blob[f"{name}__sigma"]) for name in names}
+    stats = compute()
+    if path is not None:
+        arrays = {f"{name}__{part}": value for name, (mu, sigma) in stats.items()
+                  for part, value in (("mu", mu), ("sigma", sigma))}
+        atomic_write(path, lambda p: np.savez(open(p, "wb"), **arrays))
+    return stats

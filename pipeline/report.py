@@ -1,0 +1,335 @@
+"""Reports from the long-format results: metrics/table.md (AVAE-Table-1 style: mean ± std over
+seeds, best per column in bold) and a self-contained metrics/report.html (opens from disk:
+tables, bar charts per metric, LSR-GAN-style β/λ sweep curves, and for every cell its sample
+grid, reconstructions, interpolation strip and latent traversals, all inlined as base64 PNG).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from pipeline.io import atomic_write_text  # noqa: E402
+
+LOWER_IS_BETTER = {"mse", "lpips", "fid", "fid_64", "fid_192", "fid_768", "fid_seeded", "fd_classifier", "fd_data",
+                   "recon_variance"}
+HIGHER_IS_BETTER = {"cosine", "recon_accuracy", "recon_accuracy_relative", "inception_score",
+                    "inception_score_classifier", "indep_critic", "sharpness_laplace", "sharpness_norm_laplace",
+                    "sharpness_laplace_recon", "sharpness_norm_laplace_recon"}
+# kl and diversity have no better direction: diversity is read against the test set's own value.
+
+SECTIONS = [
+    ("Reconstruction (test split)", ["mse", "lpips", "cosine", "kl", "recon_variance", "recon_accuracy",
+                                     "recon_accuracy_relative", "fid_seeded", "sharpness_laplace_recon",
+                                     "sharpness_norm_laplace_recon"]),
+    ("Generation (samples)", ["fid", "fid_64", "fid_192", "fid_768", "fd_classifier", "inception_score",
+                              "inception_score_classifier", "diversity", "indep_critic", "sharpness_laplace",
+                              "sharpness_norm_laplace", "fd_data"]),
+]
+# metric -> the test data's own value, shown in a "test data" row (α-GAN: diversity beside the
+# data's; AVAE-S T3: ground-truth sharpness)
+REFERENCE = {"diversity": "diversity_test", "sharpness_laplace": "sharpness_laplace_test",
+             "sharpness_norm_laplace": "sharpness_norm_laplace_test",
+             "sharpness_laplace_recon": "sharpness_laplace_test",
+             "sharpness_norm_laplace_recon": "sharpness_norm_laplace_test"}
+PICTURES = [("samples.png", "samples"), ("reconstructions.png", "test originals / reconstructions (alternating rows)"),
+            ("interpolation.png", "latent interpolation"), ("traversals.png", "latent traversals (a row per dim)")]
+SWEEP_METRICS = ["mse", "recon_variance", "recon_accuracy", "recon_accuracy_relative", "fid", "fd_classifier",
+                 "sharpness_norm_laplace_recon"]
+TEST_DATA = "test data"
+
+
+@dataclass
+class Entry:
+    """One table cell: text, and the numbers behind it (None when not ok)."""
+
+    text: str
+    mean: float | None = None
+    std: float | None = None
+    bold: bool = False
+
+
+def fmt(mean: float, std: float) -> str:
+    digits = 2 if abs(mean) >= 10 else 4 if abs(mean) < 0.1 else 3
+    return f"{mean:.{digits}f} ± {0.0 if math.isnan(std) else std:.{digits}f}"
+
+
+def summarise(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std and count over seeds of every ok metric per (dataset, variant, metric)."""
+    ok = df[df["status"] == "ok"]
+    return ok.groupby(["dataset", "variant", "metric"])["value"].agg(["mean", "std", "count"]).reset_index()
+
+
+def ordered_variants(df: pd.DataFrame, order: list[str]) -> list[str]:
+    present = set(df["variant"])
+    return [v for v in order if v in present] + sorted(present - set(order))
+
+
+def columns_for(sub: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    """Table sections with the metrics present for this dataset; leftovers go to 'Other'."""
+    present = set(sub["metric"]) - set(REFERENCE.values())
+    out, used = [], set()
+    for title, names in SECTIONS:
+        cols = [m for m in names if m in present]
+        used |= set(cols)
+        if cols:
+            out.append((title, cols))
+    rest = sorted(present - used)
+    if rest:
+        out.append(("Other", rest))
+    return out
+
+
+def table(df: pd.DataFrame, dataset: str, metrics_: list[str], order: list[str]) -> tuple[list[tuple[str, list[Entry]]], dict]:
+    """Rows (model, entries) of one dataset and section, best per column in bold; notes {key: reason}."""
+    sub = df[df["dataset"] == dataset]
+    stats = summarise(sub).set_index(["variant", "metric"])
+    rows, notes = [], {}
+    for variant in ordered_variants(sub, order):
+        rows_v = sub[sub["variant"] == variant]
+        entries = []
+        for metric in metrics_:
+            if (variant, metric) in stats.index:
+                s = stats.loc[(variant, metric)]
+                entries.append(Entry(fmt(s["mean"], s["std"]), float(s["mean"]), float(s["std"])))
+                continue
+            r = rows_v[rows_v["metric"] == metric]
+            if r.empty:
+                entries.append(Entry("—"))
+            else:
+                status = r["status"].iloc[0]
+                notes.setdefault(f"{metric} {status}", r["reason"].iloc[0])
+                entries.append(Entry(status))
+        rows.append((variant, entries))
+    for j, metric in enumerate(metrics_):
+        values = [(e[j].mean, i) for i, (_, e) in enumerate(rows) if e[j].mean is not None]
+        if len(values) >= 2 and (metric in LOWER_IS_BETTER or metric in HIGHER_IS_BETTER):
+            best = (min if metric in LOWER_IS_BETTER else max)(v for v, _ in values)
+            for v, i in values:
+                rows[i][1][j].bold = v == best
+    reference = [Entry("—") for _ in metrics_]
+    for j, metric in enumerate(metrics_):
+        ref = sub[(sub["metric"] == REFERENCE.get(metric, "")) & (sub["status"] == "ok")]["value"]
+        if len(ref):
+            reference[j] = Entry(fmt(float(ref.mean()), 0.0), float(ref.mean()), 0.0)
+    if any(e.mean is not None for e in reference):
+        rows.append((TEST_DATA, reference))
+    return rows, notes
+
+
+def arrow(metric: str) -> str:
+    return " ↓" if metric in LOWER_IS_BETTER else " ↑" if metric in HIGHER_IS_BETTER else ""
+
+
+FOOTNOTE = ("↓ lower is better, ↑ higher is better; best per column in bold. — : not applicable (e.g. no encoder). "
+            "fd_classifier: Fréchet distance in the feature space of a classifier trained on the training split. "
+            "'test data': the test split's own value (diversity: α-GAN §4; sharpness: AVAE-S T3 ground truth).")
+
+
+def markdown(df: pd.DataFrame, order: list[str]) -> str:
+    """metrics/table.md: per dataset, a table per section, mean ± std over seeds."""
+    lines = ["# Results", ""]
+    for dataset in dict.fromkeys(df["dataset"]):
+        sub = df[df["dataset"] == dataset]
+        n_seeds = sub["seed"].nunique()
+        lines += [f"## {dataset} (mean ± std over {n_seeds} seed{'s' if n_seeds != 1 else ''})", ""]
+        notes = {}
+        for title, cols in columns_for(sub):
+            rows, n = table(df, dataset, cols, order)
+            notes.update(n)
+            lines += [f"### {title}", "", "| model | " + " | ".join(c + arrow(c) for c in cols) + " |",
+                      "|---" * (len(cols) + 1) + "|"]
+            lines += [f"| {variant} | " + " | ".join(f"**{e.text}**" if e.bold else e.text for e in entries) + " |"
+                      for variant, entries in rows]
+            lines.append("")
+        lines += [f"- {key}: {reason}" for key, reason in notes.items()]
+        lines += ["", FOOTNOTE, ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- figures
+
+
+def png_data_uri(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def file_data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def bar_charts(df: pd.DataFrame, dataset: str, order: list[str]) -> list[tuple[str, str]]:
+    """(metric, data URI) of a bar chart (mean ± std over seeds, a bar per model) per ok metric."""
+    stats = summarise(df[df["dataset"] == dataset])
+    out = []
+    for metric in sorted(set(stats["metric"])):
+        s = stats[stats["metric"] == metric].set_index("variant")
+        variants = [v for v in ordered_variants(df[df["dataset"] == dataset], order) if v in s.index]
+        fig, ax = plt.subplots(figsize=(3.6, 2.4))
+        ax.bar(range(len(variants)), s.loc[variants, "mean"], yerr=s.loc[variants, "std"].fillna(0), capsize=3,
+               color="#4c72b0")
+        ax.set_xticks(range(len(variants)), variants, rotation=35, ha="right", fontsize=7)
+        ax.set_title(metric + arrow(metric), fontsize=9)
+        ax.tick_params(axis="y", labelsize=7)
+        out.append((metric, png_data_uri(fig)))
+    return out
+
+
+def numeric_settings(config: dict, dataset: str, prefix: str = "") -> dict[str, float]:
+    """Numeric scalars of a model config (per-dataset mappings resolved for `dataset`)."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and dataset in value:
+            value = value[dataset]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[prefix + key] = float(value)
+    return out
+
+
+def variant_settings(raw_params: dict, dataset: str) -> dict[str, dict[str, float]]:
+    """{variant: {setting: value}} from params.yaml's models (and, for stage-2 models, their
+    export's settings as 'vae.<key>'), for finding sweeps."""
+    models = raw_params.get("models", {}) or {}
+    out = {name: numeric_settings({k: v for k, v in (entry or {}).items() if k not in ("method", "train")}, dataset)
+           for name, entry in models.items()}
+    for export, names in ((raw_params.get("grid", {}) or {}).get("stage2", {}) or {}).items():
+        base = numeric_settings({k: v for k, v in (models.get(export) or {}).items() if k not in ("method", "train")},
+                                dataset, "vae.")
+        for name in names:
+            if name in out:
+                out[name] = {**base, **out[name]}
+    return out
+
+
+def find_sweeps(df: pd.DataFrame, dataset: str, settings: dict[str, dict[str, float]]) -> list[tuple[str, str, list[str]]]:
+    """(method, setting, variants) where >= 3 variants of one method differ in that setting only."""
+    sub = df[df["dataset"] == dataset]
+    sweeps = []
+    for method, group in sub.groupby("method"):
+        variants = [v for v in dict.fromkeys(group["variant"]) if v in settings]
+        keys = set().union(*(settings[v] for v in variants)) if variants else set()
+        for key in sorted(keys):
+            having = [v for v in variants if key in settings[v]]
+            others = {v: {k: x for k, x in settings[v].items() if k != key} for v in having}
+            if len({settings[v][key] for v in having}) >= 3 and len({tuple(sorted(o.items())) for o in others.values()}) == 1:
+                sweeps.append((method, key, sorted(having, key=lambda v: settings[v][key])))
+    return sweeps
+
+
+def sweep_figure(df: pd.DataFrame, dataset: str, method: str, key: str, variants: list[str],
+                 settings: dict[str, dict[str, float]]) -> str | None:
+    """LSR-GAN Fig. 5/6 kind: metrics against the swept setting (log x), mean ± std over seeds."""
+    stats = summarise(df[(df["dataset"] == dataset) & df["variant"].isin(variants)])
+    metrics_ = [m for m in SWEEP_METRICS if m in set(stats["metric"])]
+    if not metrics_:
+        return None
+    fig, axes = plt.subplots(1, len(metrics_), figsize=(3.2 * len(metrics_), 2.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics_):
+        s = stats[stats["metric"] == metric].set_index("variant")
+        vs = [v for v in variants if v in s.index]
+        xs = [settings[v][key] for v in vs]
+        ax.errorbar(xs, s.loc[vs, "mean"], yerr=s.loc[vs, "std"].fillna(0), marker="o", capsize=3)
+        if all(x > 0 for x in xs):
+            ax.set_xscale("log")
+        ax.set_xlabel(key, fontsize=8)
+        ax.set_title(metric + arrow(metric), fontsize=9)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(f"{method}: metrics vs {key}", fontsize=10)
+    fig.tight_layout()
+    return png_data_uri(fig)
+
+
+# ---------------------------------------------------------------- HTML
+
+CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
+table{border-collapse:collapse;margin:8px 0 16px;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;
+text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}tr.ref td{color:#666;
+font-style:italic}.grid{display:flex;flex-wrap:wrap;gap:8px}.cell{border:1px solid #ddd;padding:6px;margin:6px 0}
+.cell img{image-rendering:pixelated;margin-right:10px;vertical-align:top}.note{color:#555;font-size:13px}
+figure{margin:0 12px 8px 0;display:inline-block;font-size:12px;text-align:center}"""
+
+
+def html_table(rows: list[tuple[str, list[Entry]]], cols: list[str]) -> str:
+    head = "<tr><th>model</th>" + "".join(f"<th>{html.escape(c + arrow(c))}</th>" for c in cols) + "</tr>"
+    body = []
+    for variant, entries in rows:
+        tds = "".join(f"<td>{'<b>' if e.bold else ''}{html.escape(e.text)}{'</b>' if e.bold else ''}</td>"
+                      for e in entries)
+        cls = ' class="ref"' if variant == TEST_DATA else ""
+        body.append(f"<tr{cls}><td>{html.escape(variant)}</td>{tds}</tr>")
+    return f"<table>{head}{''.join(body)}</table>"
+
+
+def cell_pictures(evals_dir: Path | None, dataset: str, variant: str, seed: int) -> str:
+    if evals_dir is None:
+        return ""
+    folder = Path(evals_dir) / dataset / variant / f"seed{seed}"
+    figs = [f'<figure><img src="{file_data_uri(folder / name)}" alt="{name}"><figcaption>{html.escape(caption)}'
+            f"</figcaption></figure>" for name, caption in PICTURES if (folder / name).exists()]
+    return "".join(figs) or '<span class="note">no pictures found</span>'
+
+
+def html_report(df: pd.DataFrame, order: list[str], evals_dir: Path | None = None,
+                raw_params: dict | None = None) -> str:
+    """The whole report as one self-contained HTML page."""
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>vaegan-bench report</title>"
+             f"<style>{CSS}</style></head><body><h1>vaegan-bench results</h1>"]
+    revs = ", ".join(sorted(set(df["git_rev"])))
+    parts.append(f"<p class='note'>{df[['dataset', 'variant', 'seed']].drop_duplicates().shape[0]} cells, "
+                 f"{len(df)} metric rows; code revision(s): {html.escape(revs)}. {html.escape(FOOTNOTE)}</p>")
+    for dataset in dict.fromkeys(df["dataset"]):
+        sub = df[df["dataset"] == dataset]
+        parts.append(f"<h2>{html.escape(dataset)} — mean ± std over {sub['seed'].nunique()} seed(s)</h2>")
+        notes = {}
+        for title, cols in columns_for(sub):
+            rows, n = table(df, dataset, cols, order)
+            notes.update(n)
+            parts.append(f"<h3>{html.escape(title)}</h3>{html_table(rows, cols)}")
+        if notes:
+            parts.append("<ul class='note'>" + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>"
+                                                       for k, v in notes.items()) + "</ul>")
+        parts.append("<h3>Metrics per model</h3><div class='grid'>" + "".join(
+            f"<img src='{uri}' alt='{html.escape(m)}'>" for m, uri in bar_charts(df, dataset, order)) + "</div>")
+        parts.append(sweeps_html(df, dataset, raw_params))
+        parts.append("<h3>Cells</h3>")
+        for variant in ordered_variants(sub, order):
+            for seed in sorted(set(sub[sub["variant"] == variant]["seed"])):
+                parts.append(f"<div class='cell'><b>{html.escape(variant)}</b> seed {seed}<br>"
+                             f"{cell_pictures(evals_dir, dataset, variant, int(seed))}</div>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def sweeps_html(df: pd.DataFrame, dataset: str, raw_params: dict | None) -> str:
+    settings = variant_settings(raw_params or {}, dataset)
+    sweeps = find_sweeps(df, dataset, settings)
+    out = ["<h3>Hyper-parameter sweeps (LSR-GAN Fig. 5/6 kind)</h3>"]
+    figures = [sweep_figure(df, dataset, m, k, vs, settings) for m, k, vs in sweeps]
+    figures = [f for f in figures if f]
+    if not figures:
+        out.append("<p class='note'>No sweep in these results: the β/λ curves are drawn when three or more models "
+                   "of one method differ in a single numeric setting (e.g. LSR-GAN λ ∈ {0.01 … 20} or the VAE "
+                   "β behind it); add such models to params.yaml's grid to get them.</p>")
+    out += [f"<img src='{uri}' alt='sweep'>" for uri in figures]
+    return "\n".join(out)
+
+
+def write_report(df: pd.DataFrame, out_dir: str | Path, order: list[str], evals_dir: Path | None = None,
+                 raw_params: dict | None = None) -> list[Path]:
+    """metrics/table.md and metrics/report.html (atomic writes)."""
+    out_dir = Path(out_dir)
+    return [atomic_write_text(out_dir / "table.md", markdown(df, order)),
+            atomic_write_text(out_dir / "report.html", html_report(df, order, evals_dir, raw_params))]

@@ -1,0 +1,234 @@
+"""The toy experiment of AVAE §5.1 (Fig. 6): where do reconstructions land on 2-D data?
+
+Data: toy2d, x = (3·z1 + 0.1·ε, cos(3·z1) + tanh(3·z2) + 0.1·ε); a one-dimensional latent
+can carry z1 (through x1) but not z2, so for each x1 the data has two branches,
+cos(3·z1) ± 1. A VAE decoder outputs their average (a curve between the branches, where
+there is little data); AVAE's generator G(z) has to pick a branch, and G(z, ξ) lets ξ pick
+it, so its reconstructions cover both (AVAE §5.1).
+
+The three models are trained by the pipeline's own `run.train_cell` (the generic loop):
+`vae` (β-VAE, exported frozen), `avae` (G(z)) and `avae_xi` (G(z, ξ)) on that export.
+The claim is quantified as the data density (Gaussian KDE of the training points) and the
+nearest-data-point distance at each model's reconstructions of the test split and along
+its latent sweep; a JSON holds the figures and a PNG draws them as in Fig. 6.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from scipy.spatial import cKDTree  # noqa: E402
+from scipy.spatial.distance import cdist  # noqa: E402
+from scipy.special import logsumexp  # noqa: E402
+
+from pipeline.config import (GridConfig, ModelSpec, NetworkConfig, Params, ToyConfig,  # noqa: E402
+                             TrainConfig, to_dict)
+from pipeline.data import load_prepared  # noqa: E402
+from pipeline.io import atomic_write, atomic_write_json  # noqa: E402
+from pipeline.methods import Method  # noqa: E402
+from pipeline.methods.avae import AvaeConfig  # noqa: E402
+from pipeline.methods.vae import VaeConfig  # noqa: E402
+
+DATASET = "toy2d"
+MODELS = ("vae", "avae", "avae_xi")  # the VAE, G(z), G(z, ξ)
+
+
+# ------------------------------------------------------------------ configuration
+
+
+def toy_params(params: Params, toy: ToyConfig) -> Params:
+    """`params` with the toy section's networks, models and grid (what train_cell reads)."""
+    net = NetworkConfig(width=params.networks.width, latent_dim=toy.latent_dim, mlp_hidden=toy.mlp_hidden)
+
+    def train(iterations: int) -> TrainConfig:
+        return TrainConfig(iterations=iterations, batch_size=toy.batch_size, log_every=max(1, iterations // 50),
+                           checkpoint_every=iterations, device=toy.device, threads=toy.threads,
+                           lr_decay_to=toy.lr_decay_to)
+
+    vae = VaeConfig(beta=toy.vae_beta, reconstruction="mse", sigma="learned", lr=toy.vae_lr)  # AVAE eq. 9, Fig. 5
+    models = {"vae": ModelSpec("vae", "vae", vae, train(toy.vae_iterations))}
+    for name, xi in (("avae", False), ("avae_xi", True)):
+        config = AvaeConfig(xi=xi, latent_loss=toy.latent_loss, lr=toy.avae_lr)
+        models[name] = ModelSpec(name, "avae", config, train(toy.avae_iterations))
+    grid = GridConfig(datasets=[DATASET], seeds=[toy.seed], pretrain=["vae"], baselines=[],
+                      stage2={"vae": ["avae", "avae_xi"]}, evaluate=list(MODELS))
+    return dataclasses.replace(params, networks=net, models=models, grid=grid, toy=toy)
+
+
+def train_toy_models(params: Params, data_dir: Path, models_dir: Path) -> dict[str, Method]:
+    """Train the VAE, then G(z) and G(z, ξ) on its frozen export, with `run.train_cell`.
+
+    Each model's folder under models_dir holds model.pt, train_log.csv and run.json; the
+    resumable checkpoints live in a temporary folder (the whole stage takes minutes).
+    """
+    from pipeline import run  # run imports the evaluation stack; keep `import pipeline.toy` light
+
+    models_dir = Path(models_dir)
+    trained = {}
+    with tempfile.TemporaryDirectory(prefix="toy_checkpoints_") as checkpoints:
+        for name in MODELS:
+            vae_dir = models_dir / "vae" if name != "vae" else None
+            trained[name] = run.train_cell(params, DATASET, name, params.toy.seed, Path(data_dir),
+                                           models_dir / name, Path(checkpoints) / name, vae_dir).eval()
+    return trained
+
+
+# ------------------------------------------------------------------ density maths
+
+
+def kde_log_density(points: np.ndarray, data: np.ndarray, bandwidth: float, cutoff: float = 6.0,
+                    chunk: int = 2048) -> np.ndarray:
+    """log p̂(y) for each row y of `points`, p̂(y) = (1/n) Σ_i N(y; x_i, h² I) over the n rows x_i of
+    `data` (isotropic Gaussian kernel density estimate, bandwidth h in data units).
+
+    A point whose nearest data point is within (cutoff − 3)·h sums the kernels of the data
+    within cutoff·h (a k-d tree): each one left out weighs less than e^(−(6·cutoff − 9)/2)
+    (e^−13.5) times the nearest one's. Any other point sums over all the data.
+    """
+    points, data = np.asarray(points, dtype=np.float64), np.asarray(data, dtype=np.float64)
+    (n, dim), h2 = data.shape, bandwidth ** 2
+    tree = cKDTree(data)
+    log_sum = np.empty(len(points))
+    near = tree.query(points)[0] <= (cutoff - 3) * bandwidth
+    idx = np.flatnonzero(near)
+    for block in np.array_split(idx, max(1, math.ceil(len(idx) / chunk))):
+        pairs = cKDTree(points[block]).sparse_distance_matrix(tree, cutoff * bandwidth, output_type="ndarray")
+        log_sum[block] = np.log(np.bincount(pairs["i"], weights=np.exp(-pairs["v"] ** 2 / (2 * h2)),
+                                            minlength=len(block)))
+    idx = np.flatnonzero(~near)
+    for block in np.array_split(idx, max(1, math.ceil(len(idx) / 256))):
+        log_sum[block] = logsumexp(-cdist(points[block], data, "sqeuclidean") / (2 * h2), axis=1)
+    return log_sum - math.log(n) - 0.5 * dim * math.log(2 * math.pi * h2)
+
+
+def nearest_distance(points: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """Euclidean distance from each row of `points` to its nearest row of `data`."""
+    return cKDTree(np.asarray(data, dtype=np.float64)).query(np.asarray(points, dtype=np.float64))[0]
+
+
+# ------------------------------------------------------------------ manifolds
+
+
+@torch.no_grad()
+def latent_sweep(vae: Method, x_train: np.ndarray, n: int) -> torch.Tensor:
+    """n latent positions spanning the codes the VAE gives the data: the 0.5 %..99.5 %
+    quantiles (per dimension) of the posterior means μ(x) over the training points, in order."""
+    mu = vae.encode(torch.tensor(np.asarray(x_train), dtype=torch.float32))[0]
+    return torch.quantile(mu, torch.linspace(0.005, 0.995, n), dim=0)
+
+
+@torch.no_grad()
+def manifolds(models: dict[str, Method], x_train: np.ndarray, x_test: np.ndarray,
+              toy: ToyConfig) -> dict[str, dict[str, np.ndarray]]:
+    """Per model: 'sweep', its reconstruction manifold (D(z) for the VAE, G(z) or, for each z,
+    `xi_draws` points G(z, ξ)) over `latent_sweep`, 'sweep_z' their latent position (first
+    coordinate), and 'recon', its reconstructions of the test points (from μ(x))."""
+    torch.manual_seed(toy.seed)
+    models = {name: model.to("cpu") for name, model in models.items()}
+    z = latent_sweep(models["vae"], x_train, toy.sweep_points)
+    x = torch.tensor(np.asarray(x_test), dtype=torch.float32)
+    out = {}
+    for name, model in models.items():
+        sweep_z = z.repeat(toy.xi_draws, 1) if getattr(model.config, "xi", False) else z  # G(z, ξ): a cloud
+        decode = model.decoder if name == "vae" else model.generate  # D(z) / G(z[, ξ])
+        out[name] = {"sweep": decode(sweep_z).numpy(), "sweep_z": sweep_z[:, 0].numpy(),
+                     "recon": model.reconstruct(x).numpy()}
+    return out
+
+
+def density_figures(points: np.ndarray, x_train: np.ndarray, bandwidth: float, hdr_level: float) -> dict:
+    """Where `points` lie relative to the data: mean and median KDE log-density, the fraction
+    inside the data's 50 % highest-density region (log-density >= hdr_level), and the mean
+    distance to the nearest training point."""
+    log_p = kde_log_density(points, x_train, bandwidth)
+    return {"log_density_mean": float(log_p.mean()), "log_density_median": float(np.median(log_p)),
+            "in_data_hdr50": float((log_p >= hdr_level).mean()),
+            "nn_distance": float(nearest_distance(points, x_train).mean())}
+
+
+def summarise(points: dict[str, dict[str, np.ndarray]], x_train: np.ndarray, x_test: np.ndarray,
+              bandwidth: float) -> dict:
+    """The JSON figures, per model: `density_figures` of its reconstructions of the test points
+    ('recon') and of its latent sweep ('sweep'), and the reconstruction MSE. 'data' holds the
+    test points' own figures (what a model whose reconstructions are real data would get); the
+    50 % highest-density region is where the KDE exceeds its median on the test points (the
+    two branches cos(3·z1) ± 1, not the sparse band between them)."""
+    x_train, x_test = np.asarray(x_train, dtype=np.float64), np.asarray(x_test, dtype=np.float64)
+    hdr_level = float(np.median(kde_log_density(x_test, x_train, bandwidth)))
+    summary = {"data": {"recon": density_figures(x_test, x_train, bandwidth, hdr_level)},
+               "hdr50_log_density": hdr_level, "kde_bandwidth": bandwidth}
+    for name, p in points.items():
+        summary[name] = {"recon": density_figures(p["recon"], x_train, bandwidth, hdr_level),
+                         "sweep": density_figures(p["sweep"], x_train, bandwidth, hdr_level),
+                         "recon_mse": float(((p["recon"] - x_test) ** 2).mean())}
+    return summary
+
+
+# ------------------------------------------------------------------ figure
+
+
+def plot_fig6(points: dict[str, dict[str, np.ndarray]], x_data: np.ndarray, summary: dict, path: Path) -> Path:
+    """AVAE Fig. 6: data points, the VAE manifold (dotted), AVAE's manifold coloured by the
+    latent position; top G(z), bottom G(z, ξ)."""
+    fig, axes = plt.subplots(2, 1, figsize=(9, 9), sharex=True, sharey=True, constrained_layout=True)
+    vae = points["vae"]
+    rows = (("avae", "AVAE G(z) (without ξ)"), ("avae_xi", "AVAE G(z, ξ) (with ξ)"))
+    for ax, (name, label) in zip(axes, rows):
+        p = points[name]
+        ax.scatter(x_data[:, 0], x_data[:, 1], s=2, c="0.75", alpha=0.5, lw=0, label="data", rasterized=True)
+        size, alpha = (4, 1.0) if name == "avae" else (2, 0.35)
+        im = ax.scatter(p["sweep"][:, 0], p["sweep"][:, 1], c=p["sweep_z"], cmap="viridis", s=size, alpha=alpha,
+                        lw=0, label=label, rasterized=True)
+        ax.plot(vae["sweep"][:, 0], vae["sweep"][:, 1], ":", c="k", lw=2, label="VAE decoder D(z)")
+        s, v = summary[name], summary["vae"]
+        ax.set_title(f"{label}: {s['recon']['in_data_hdr50']:.0%} of test reconstructions in the data's 50 % "
+                     f"highest-density region (VAE {v['recon']['in_data_hdr50']:.0%})", fontsize=10)
+        ax.legend(loc="lower left", fontsize=8, markerscale=3)
+        ax.set_ylabel("x2")
+        fig.colorbar(im, ax=ax, label="latent position z")
+    axes[-1].set_xlabel("x1")
+    lo, hi = np.percentile(x_data[:, 0], [0.5, 99.5])
+    axes[0].set_xlim(lo, hi)
+    axes[0].set_ylim(-2.6, 2.6)
+    fig.suptitle("AVAE §5.1 toy experiment (Fig. 6): 1-D latent, 2-D data")
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+    return Path(path)
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def run_toy(params: Params, data_dir: Path, models_dir: Path, figure: Path, summary_path: Path) -> dict:
+    """Train the three toy models (params.toy) on the prepared toy2d folder, then write the
+    Fig. 6 PNG to `figure` and the figures (see `summarise`) as JSON to `summary_path`."""
+    from pipeline.run import stage_timer
+
+    toy = params.toy
+    with stage_timer("toy"):
+        data = load_prepared(data_dir)
+        if data.info.name != DATASET:
+            raise ValueError(f"{data_dir} holds {data.info.name!r}, the toy experiment needs {DATASET!r}: "
+                             f"pass --data data/prepared/{DATASET}")
+        models = train_toy_models(toy_params(params, toy), Path(data_dir), Path(models_dir))
+        x_train, x_test = np.asarray(data.x("train")), np.asarray(data.x("test"))
+        points = manifolds(models, x_train, x_test, toy)
+        summary = summarise(points, x_train, x_test, toy.kde_bandwidth)
+        summary["config"] = to_dict(toy)
+        plot_fig6(points, x_train[np.random.default_rng(toy.seed).permutation(len(x_train))[:toy.plot_points]],
+                  summary, Path(figure))
+        atomic_write_json(summary_path, summary)
+        for name in ("data", *MODELS):
+            for part in ("recon", "sweep"):
+                if part in summary[name]:
+                    print(f"[toy] {name:>8} {part}: " + ", ".join(f"{k} {v:.3f}" for k, v in summary[name][part].items()))
+        return summary

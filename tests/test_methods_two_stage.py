@@ -1,0 +1,475 @@
+"""Two-stage methods of issue 3: VAE architectures and export, VAE-S (004 §II-A), LSR-GAN (003),
+004's adversarial fine-tuning (AVAE / AVAE-S). Loss terms against hand-computed values, which
+modules each update touches, gating, export round-trips, resume, and short learning checks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import data as datamod
+from pipeline import losses
+from pipeline.config import ConfigError, DatasetConfig, NetworkConfig, TrainConfig, parse_params
+from pipeline.data import BatchSampler, DataInfo
+from pipeline.export import ExportError, export_vae, load_vae_export
+from pipeline.methods import REGISTRY
+from pipeline.methods.avae_finetune import AvaeFinetune, AvaeFinetuneConfig
+from pipeline.methods.lsr_gan import LSRGAN, LsrGanConfig
+from pipeline.methods.vae import VAE, VaeConfig
+from pipeline.methods.vae_s import REC_TERMS, VAES, VaeSConfig
+from pipeline.run import load_model, train_cell
+from pipeline.training import Trainer
+from tests.conftest import tiny_params, write_idx
+
+NET = NetworkConfig(width=4, latent_dim=8, mlp_hidden=32)
+INFO = DataInfo("fashion_mnist", "image", (1, 32, 32), "[-1,1]", 10)
+
+
+def snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def moved(before, module):
+    return {k for k, v in module.state_dict().items() if not torch.equal(before[k], v)}
+
+
+def frozen_export(tmp_path, stage1, name="export.pt"):
+    """Export a stage-1 method the way train_cell does and load it back frozen."""
+    export_vae(stage1.encoder, stage1.decoder, stage1.info, stage1.net, stage1.config.sigma, tmp_path / name, {},
+               **stage1.export_fields())
+    return load_vae_export(tmp_path / name)
+
+
+def vae_s_stage1(**overrides):
+    return VAES(VaeSConfig(weights=[1.0, 2.0, 3.0, 4.0, 5.0], **overrides), INFO, NET)
+
+
+# ------------------------------------------------------------------ loss terms, hand-computed
+
+
+def test_ssim_of_an_image_with_itself_is_one_and_of_constant_images_is_the_luminance_term():
+    x = torch.rand(2, 1, 16, 16)
+    assert torch.allclose(losses.ssim(x, x), torch.ones(2), atol=1e-5)
+    a, b = torch.full((1, 1, 16, 16), 0.25), torch.full((1, 1, 16, 16), 0.75)
+    c1 = 0.01 ** 2  # no variance: SSIM = (2ab + C1) / (a² + b² + C1)
+    assert losses.ssim(a, b).item() == pytest.approx((2 * 0.25 * 0.75 + c1) / (0.25 ** 2 + 0.75 ** 2 + c1), rel=1e-5)
+
+
+def step_edge(rows=5, cols=6):
+    """Left half 0, right half 1: a vertical step edge."""
+    x = torch.zeros(1, 1, rows, cols)
+    x[..., cols // 2:] = 1.0
+    return x
+
+
+def test_sobel_on_a_step_edge():
+    edges = losses.sobel_edges(step_edge())  # 'valid': 3 x 4 output per direction
+    gx, gy = edges[0, 0], edges[0, 1]
+    # Gx = Σ_rows (1, 2, 1)·(x[c + 1] − x[c − 1]) = 4 where the 3x3 window straddles the edge
+    assert torch.equal(gx, torch.tensor([[0.0, 4.0, 4.0, 0.0]] * 3))
+    assert torch.equal(gy, torch.zeros(3, 4))
+    loss = losses.sum_squares(losses.sobel_edges(step_edge()), losses.sobel_edges(torch.zeros(1, 1, 5, 6)))
+    assert loss.item() == 3 * (16 + 16)
+
+
+def test_gabor_responses_on_a_step_edge_match_the_filter_formula():
+    size, sigma, wavelength, gamma = 7, 2.0, 4.0, 0.5
+    x = step_edge(7, 9)
+    out = losses.gabor_textures(x)  # 4 orientations x 1 x 3 output columns
+    assert out.shape == (1, 4, 1, 3)
+    assert torch.allclose(losses.gabor_textures(torch.ones(1, 1, 7, 9)), torch.zeros(1, 4, 1, 3), atol=1e-5)
+    for k in range(4):  # direct evaluation of exp(−(x'² + γ²y'²)/2σ²)·cos(2πx'/λ), minus its mean
+        theta = math.pi * k / 4
+        kernel = np.zeros((size, size))
+        for i in range(size):
+            for j in range(size):
+                u, v = j - 3, i - 3  # x = column offset, y = row offset
+                xr = u * math.cos(theta) + v * math.sin(theta)
+                yr = -u * math.sin(theta) + v * math.cos(theta)
+                kernel[i, j] = math.exp(-(xr ** 2 + gamma ** 2 * yr ** 2) / (2 * sigma ** 2)) * math.cos(
+                    2 * math.pi * xr / wavelength)
+        kernel -= kernel.mean()
+        for col in range(3):
+            expected = (kernel * x[0, 0, :, col:col + size].numpy()).sum()
+            assert out[0, k, 0, col].item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_structure_aware_terms_vanish_for_a_perfect_reconstruction():
+    x = torch.rand(3, 1, 32, 32)
+    terms = losses.structure_aware_terms(x, x)
+    assert set(terms) == set(REC_TERMS)
+    for name, value in terms.items():
+        assert value.shape == (3,) and value.abs().max() < 1e-5, name
+    y = x.clone()
+    y[:, :, :, :16] += 0.1
+    assert losses.structure_aware_terms(y, x)["mae"][0].item() == pytest.approx(0.1 * 32 * 16, rel=1e-4)
+
+
+def test_total_correlation_is_zero_in_one_dimension_and_larger_for_duplicated_latents():
+    torch.manual_seed(1)
+    mu1 = torch.randn(64, 1)
+    ls1 = torch.full_like(mu1, -2.0)
+    z1 = losses.reparameterize(mu1, ls1)
+    assert losses.total_correlation_mws(z1, mu1, ls1, 1000).item() == pytest.approx(0.0, abs=1e-5)
+    mu_ind = torch.randn(256, 2)
+    mu_dup = torch.cat([mu_ind[:, :1], mu_ind[:, :1]], dim=1)  # z_2 = z_1: maximally dependent
+    ls = torch.full_like(mu_ind, -2.0)
+    tc_ind = losses.total_correlation_mws(mu_ind, mu_ind, ls, 1000)
+    tc_dup = losses.total_correlation_mws(mu_dup, mu_dup, ls, 1000)
+    assert tc_dup > tc_ind + 1.0
+
+
+def test_lsr_gan_latent_term_is_the_gaussian_negative_log_density():
+    z = torch.tensor([[0.0, 1.0]])
+    mu = torch.zeros(1, 2)
+    log_sigma = torch.tensor([[0.0, math.log(2.0)]])
+    # −log N(0; 0, 1) − log N(1; 0, 4) = ½log2π + (½·¼ + log 2 + ½log2π)
+    expected = math.log(2 * math.pi) + 0.125 + math.log(2.0)
+    assert losses.latent_log_density_loss(z, mu, log_sigma).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_discriminator_accuracy_counts_real_and_fake_decisions():
+    acc = losses.discriminator_accuracy(torch.tensor([1.0, -1.0]), torch.tensor([-2.0, -3.0, 0.5]))
+    assert acc.item() == pytest.approx(3 / 5)
+
+
+# ------------------------------------------------------------------ architectures and export
+
+
+@pytest.mark.parametrize("architecture", ["dcgan", "resnet", "avae_s"])
+@pytest.mark.parametrize("sigma", ["learned", "encoder"])
+def test_export_roundtrip_for_each_architecture(architecture, sigma, tmp_path):
+    vae = VAE(VaeConfig(architecture=architecture, sigma=sigma), INFO, NET).eval()
+    frozen = frozen_export(tmp_path, vae)
+    assert frozen.architecture == architecture and frozen.objective["method"] == "vae"
+    x = torch.randn(4, 1, 32, 32)
+    with torch.no_grad():
+        for a, b in zip(frozen.encoder(x), vae.encoder(x)):
+            assert torch.equal(a, b)
+        z = torch.randn(4, NET.latent_dim)
+        assert torch.equal(frozen.decoder(z), vae.decoder(z))
+        assert vae.decoder(z).shape == x.shape
+    assert all(not p.requires_grad for p in frozen.parameters())
+
+
+@pytest.mark.parametrize("architecture,resolution", [("resnet", 64), ("avae_s", 64), ("avae_s", 96)])
+def test_architectures_build_at_their_other_sizes(architecture, resolution):
+    info = DataInfo("celeba", "image", (3, resolution, resolution), "[-1,1]", 0)
+    vae = VAE(VaeConfig(architecture=architecture), info, NET).eval()
+    with torch.no_grad():
+        assert vae.reconstruct(torch.randn(2, 3, resolution, resolution)).shape == (2, 3, resolution, resolution)
+
+
+def test_avae_s_decoder_has_no_transposed_convolutions():
+    vae = VAE(VaeConfig(architecture="avae_s"), INFO, NET)
+    kinds = {type(m).__name__ for m in vae.decoder.modules()}
+    assert "ConvTranspose2d" not in kinds and "Upsample" in kinds
+
+
+def test_unsupported_resolution_is_refused_with_the_fix():
+    info = DataInfo("celeba", "image", (3, 96, 96), "[-1,1]", 0)
+    with pytest.raises(ValueError, match="resnet architecture supports"):
+        VAE(VaeConfig(architecture="resnet"), info, NET)
+
+
+def test_old_format_export_loads_as_dcgan_and_a_wrong_architecture_fails_clearly(tmp_path):
+    vae = VAE(VaeConfig(), INFO, NET)
+    frozen_export(tmp_path, vae)
+    blob = torch.load(tmp_path / "export.pt", weights_only=False)
+    old = dict(blob, format="vae_export/1", arch={k: v for k, v in blob["arch"].items()
+                                                  if k not in ("architecture", "objective")})
+    torch.save(old, tmp_path / "old.pt")
+    loaded = load_vae_export(tmp_path / "old.pt")
+    assert loaded.architecture == "dcgan" and loaded.objective is None
+    wrong = dict(blob, arch=dict(blob["arch"], architecture="avae_s"))
+    torch.save(wrong, tmp_path / "wrong.pt")
+    with pytest.raises(ExportError, match="do not fit the recorded architecture 'avae_s'"):
+        load_vae_export(tmp_path / "wrong.pt")
+
+
+# ------------------------------------------------------------------ VAE-S
+
+
+def test_vae_s_auto_balance_fixes_equal_scale_weights_after_the_probe():
+    method = VAES(VaeSConfig(balance_steps=3), INFO, NET).train()
+    x = torch.rand(8, 1, 32, 32) * 2 - 1
+    history = []
+    for _ in range(5):
+        terms = method.vae_loss(x)
+        history.append(method.rec_weights.clone())
+        assert torch.isfinite(terms["loss"]) and {"tc", "kl", *REC_TERMS} <= set(terms)
+    assert torch.equal(history[2], history[3]) and torch.equal(history[3], history[4])  # fixed after 3 probes
+    means = method.probe_sums / method.probe_steps
+    scaled = method.rec_weights * means  # every weighted term on the scale of the largest one
+    assert torch.allclose(scaled, means.max().expand(5), rtol=1e-5)
+    assert method.rec_weights.min().item() == pytest.approx(1.0)
+    assert {"rec_weights", "probe_sums", "probe_steps"} <= set(method.state_dict())  # checkpointed
+
+
+def test_vae_s_given_weights_are_used_as_is():
+    method = vae_s_stage1().train()
+    x = torch.rand(8, 1, 32, 32) * 2 - 1
+    torch.manual_seed(0)
+    terms = method.vae_loss(x)
+    assert torch.equal(method.rec_weights, torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]))
+    rec = sum(w * terms[k] for w, k in zip([1, 2, 3, 4, 5], REC_TERMS))
+    assert terms["recon"].item() == pytest.approx(rec.item(), rel=1e-5)
+    assert terms["loss"].item() == pytest.approx((rec + terms["kl"] + terms["tc"]).item(), rel=1e-5)
+
+
+def test_vae_s_refuses_vector_data_and_bad_weights():
+    with pytest.raises(ConfigError, match="needs image data"):
+        VAES(VaeSConfig(), DataInfo("toy2d", "vector", (2,), "raw", 0), NET)
+    with pytest.raises(ConfigError, match="5 numbers"):
+        VaeSConfig(weights=[1.0, 2.0])
+
+
+def test_vae_s_export_carries_the_fixed_weights_and_refuses_an_unfinished_probe(tmp_path):
+    with pytest.raises(ValueError, match="still being probed"):
+        VAES(VaeSConfig(balance_steps=5), INFO, NET).export_fields()
+    frozen = frozen_export(tmp_path, vae_s_stage1())
+    assert frozen.objective["method"] == "vae_s" and frozen.architecture == "avae_s"
+    assert frozen.objective["state"]["rec_weights"] == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+# ------------------------------------------------------------------ LSR-GAN
+
+
+def lsr_gan(tmp_path, architecture="resnet", **config):
+    frozen = frozen_export(tmp_path, VAE(VaeConfig(architecture=architecture, reconstruction="log_mse",
+                                                   sigma="encoder"), INFO, NET))
+    return LSRGAN(LsrGanConfig(**config), INFO, NET, frozen)
+
+
+def one_iteration(method, tmp_path, batch=8):
+    sampler = BatchSampler(np.random.default_rng(0).integers(0, 256, (32, 1, 32, 32), dtype=np.uint8), INFO,
+                           batch, torch.device("cpu"), 0)
+    trainer = Trainer(method.train(), sampler, TrainConfig(iterations=10, device="cpu"), tmp_path / "ck.pt",
+                      tmp_path / "log.csv", "test")
+    sums: dict = {}
+    trainer.step(sums)
+    return sums
+
+
+def test_lsr_gan_starts_from_the_decoder_and_never_changes_the_frozen_vae(tmp_path):
+    method = lsr_gan(tmp_path)
+    assert type(method.discriminator).__name__ == "PatchDiscriminator"  # 003 App. D beside a ResNet VAE
+    for (k, a), b in zip(method.generator.state_dict().items(), method.vae.decoder.state_dict().values()):
+        assert torch.equal(a, b), k
+    vae_before, gen_before, dis_before = snapshot(method.vae), snapshot(method.generator), snapshot(method.discriminator)
+    sums = one_iteration(method, tmp_path)
+    assert not moved(vae_before, method.vae)  # weights and batch-norm statistics
+    assert moved(gen_before, method.generator) and moved(dis_before, method.discriminator)
+    assert {"generator/latent_nll", "generator/adversarial", "discriminator/loss"} <= set(sums)
+
+
+def test_lsr_gan_generator_loss_adds_lambda_times_the_latent_nll(tmp_path):
+    method = lsr_gan(tmp_path, "dcgan", latent_nll_weight=5.0, init_from_decoder=False).eval()
+    torch.manual_seed(3)
+    terms = method.generator_loss(torch.zeros(4, 1, 32, 32))
+    assert terms["loss"].item() == pytest.approx((terms["adversarial"] + 5.0 * terms["latent_nll"]).item(), rel=1e-6)
+    torch.manual_seed(3)
+    z = method.prior(4)
+    fake = method.generator(z)
+    assert terms["latent_nll"].item() == pytest.approx(
+        losses.gaussian_nll(z, *method.vae.encoder(fake)).mean().item(), rel=1e-5)
+
+
+# ------------------------------------------------------------------ 004 fine-tuning (AVAE / AVAE-S)
+
+
+def finetune(tmp_path, source, **config):
+    return AvaeFinetune(AvaeFinetuneConfig(**config), INFO, NET, frozen_export(tmp_path, source))
+
+
+@pytest.mark.parametrize("accuracy,dis_moves,vae_moves", [(0.8, False, True), (0.6, True, True), (0.4, True, False)])
+def test_gating_skips_the_right_updates(accuracy, dis_moves, vae_moves, tmp_path, monkeypatch):
+    method = finetune(tmp_path, vae_s_stage1(), stage1="vae_s")
+    monkeypatch.setattr(method, "measure_accuracy", lambda x, x_recon: torch.tensor(accuracy))
+    dis_before, vae_before = snapshot(method.discriminator), snapshot(method.vae_model)
+    sums = one_iteration(method, tmp_path)
+    dis_params = {n for n, _ in method.discriminator.named_parameters()}  # (BN statistics move in any forward)
+    assert bool(moved(dis_before, method.discriminator) & dis_params) == dis_moves
+    vae_params = {n for n, _ in method.vae_model.named_parameters()}
+    assert bool(moved(vae_before, method.vae_model) & vae_params) == vae_moves
+    assert sums["discriminator/gate"].item() == float(dis_moves) and sums["vae/gate"].item() == float(vae_moves)
+
+
+def test_finetune_copies_the_export_into_trainable_networks_with_its_objective(tmp_path):
+    stage1 = vae_s_stage1()
+    method = finetune(tmp_path, stage1, stage1="vae_s")
+    assert isinstance(method.vae_model, VAES)
+    assert torch.equal(method.vae_model.rec_weights, torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]))
+    assert not method.vae_model.balancing  # the λ's stay fixed while fine-tuning
+    for (k, a), b in zip(method.vae_model.encoder.state_dict().items(), stage1.encoder.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert all(p.requires_grad for p in method.vae_model.parameters())
+    kinds = {type(m).__name__ for m in method.discriminator.modules()}
+    assert "MaxPool2d" in kinds  # 004 §III: the encoder with max pooling instead of strided convs
+    plain = finetune(tmp_path, VAE(VaeConfig(), INFO, NET), stage1="vae")
+    assert type(plain.vae_model) is VAE
+
+
+def test_finetune_refuses_the_wrong_or_an_old_export(tmp_path):
+    with pytest.raises(ConfigError, match="stage1"):
+        finetune(tmp_path, VAE(VaeConfig(), INFO, NET), stage1="vae_s")
+    frozen = frozen_export(tmp_path, VAE(VaeConfig(), INFO, NET))
+    frozen.objective = None  # what a vae_export/1 file loads as
+    with pytest.raises(ConfigError, match="trained by None"):
+        AvaeFinetune(AvaeFinetuneConfig(), INFO, NET, frozen)
+
+
+# ------------------------------------------------------------------ pipeline: params, train_cell, resume
+
+
+def shapes_idx(folder, n_train=512, n_test=128, seed=0):
+    """A Fashion-MNIST-shaped IDX folder of structured images: one bright bar (horizontal or
+    vertical, random position) on a dark background, so there is something to learn."""
+    rng = np.random.default_rng(seed)
+
+    def images(n):
+        x = np.zeros((n, 28, 28), dtype=np.uint8)
+        for k in range(n):
+            p = rng.integers(4, 22)
+            if rng.random() < 0.5:
+                x[k, p:p + 4, 4:24] = 255
+            else:
+                x[k, 4:24, p:p + 4] = 255
+        return x
+
+    arrays = {"train_x": images(n_train), "train_y": rng.integers(0, 10, n_train),
+              "test_x": images(n_test), "test_y": rng.integers(0, 10, n_test)}
+    folder.mkdir(parents=True, exist_ok=True)
+    return {key: (stem, write_idx(folder / f"{stem}.gz", arrays[key]))
+            for key, (stem, _) in datamod.FASHION_MNIST_FILES.items()}
+
+
+@pytest.fixture
+def shapes_dir(tmp_path, monkeypatch):
+    pinned = shapes_idx(tmp_path / "raw")
+    monkeypatch.setattr(datamod, "FASHION_MNIST_FILES", pinned)
+    return datamod.prepare("fashion_mnist", DatasetConfig(source=str(tmp_path / "raw")), tmp_path / "shapes")
+
+
+def image_params(iterations=6, **models):
+    raw = tiny_params(train={"iterations": iterations, "batch_size": 16, "log_every": 2, "checkpoint_every": 2,
+                             "device": "cpu", "threads": 1})
+    raw["networks"] = {"width": 4, "latent_dim": 8, "mlp_hidden": 32}
+    raw["datasets"]["fashion_mnist"] = {}
+    raw["grid"] = {"datasets": ["fashion_mnist"], "seeds": [0], "pretrain": ["vae", "vae_s"], "baselines": [],
+                   "stage2": {"vae": ["lsr_gan", "avae_finetune"], "vae_s": ["avae_s"]},
+                   "evaluate": ["vae", "vae_s", "lsr_gan", "avae_finetune", "avae_s"]}
+    raw["models"] = {"vae": {"method": "vae", "lr": 0.001}, "vae_s": {"method": "vae_s", "balance_steps": 3,
+                                                                     "lr": 0.001},
+                     "lsr_gan": {"method": "lsr_gan"}, "avae_finetune": {"method": "avae_finetune", "stage1": "vae"},
+                     "avae_s": {"method": "avae_finetune", "stage1": "vae_s"}, **models}
+    return parse_params(raw)
+
+
+def test_params_grid_wires_stage2_by_export():
+    params = image_params()
+    assert REGISTRY[params.models["vae_s"].method].exports_vae
+    assert params.grid.stage2["vae_s"] == ["avae_s"]
+
+
+def test_vae_s_killed_during_the_probe_resumes_to_the_same_weights(shapes_dir, tmp_path):
+    params = image_params(iterations=6)
+    straight = train_cell(params, "fashion_mnist", "vae_s", 0, shapes_dir, tmp_path / "a", tmp_path / "ck_a")
+    train_cell(params, "fashion_mnist", "vae_s", 0, shapes_dir, tmp_path / "b", tmp_path / "ck_b", stop_at=3)
+    resumed = train_cell(params, "fashion_mnist", "vae_s", 0, shapes_dir, tmp_path / "b", tmp_path / "ck_b")
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert load_vae_export(tmp_path / "b" / "export.pt").objective["state"]["rec_weights"] == \
+        straight.rec_weights.tolist()
+
+
+@pytest.mark.parametrize("model,export", [("lsr_gan", "vae"), ("avae_finetune", "vae"), ("avae_s", "vae_s")])
+def test_stage2_train_cell_save_load_roundtrip(model, export, shapes_dir, tmp_path):
+    params = image_params(iterations=4)
+    train_cell(params, "fashion_mnist", export, 0, shapes_dir, tmp_path / export, tmp_path / f"ck_{export}")
+    method = train_cell(params, "fashion_mnist", model, 0, shapes_dir, tmp_path / model, tmp_path / f"ck_{model}",
+                        tmp_path / export)
+    loaded, blob = load_model(tmp_path / model / "model.pt")
+    for (k, a), b in zip(method.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), k
+    with torch.no_grad():
+        assert loaded.sample(3).shape == (3, 1, 32, 32)
+
+
+# ------------------------------------------------------------------ learning checks (slow)
+
+
+def recon_mse(method, x):
+    with torch.no_grad():
+        return (method.reconstruct(x) - x).pow(2).mean().item()
+
+
+def mean_image_mse(train, x):
+    return (train.mean(dim=0, keepdim=True) - x).pow(2).mean().item()
+
+
+def as_tensor(prepared, split):
+    return datamod.to_model_scale(torch.from_numpy(np.array(prepared.x(split))), prepared.info)
+
+
+@pytest.mark.slow
+def test_vae_s_then_avae_s_reconstruct_better_than_the_mean_image(shapes_dir, tmp_path):
+    params = image_params(iterations=200, vae_s={"method": "vae_s", "balance_steps": 20, "lr": 0.002})
+    stage1 = train_cell(params, "fashion_mnist", "vae_s", 0, shapes_dir, tmp_path / "vae_s", tmp_path / "ck1")
+    prepared = datamod.load_prepared(shapes_dir)
+    test = as_tensor(prepared, "test")
+    baseline = mean_image_mse(as_tensor(prepared, "train"), test)
+    assert recon_mse(stage1.eval(), test) < 0.7 * baseline
+    params = image_params(iterations=60)
+    method = train_cell(params, "fashion_mnist", "avae_s", 0, shapes_dir, tmp_path / "avae_s", tmp_path / "ck2",
+                        tmp_path / "vae_s")
+    assert recon_mse(method.eval(), test) < 0.7 * baseline
+    log = (tmp_path / "avae_s" / "train_log.csv").read_text()
+    assert "discriminator/accuracy" in log and "vae/adversarial" in log
+
+
+@pytest.mark.slow
+def test_avae_finetune_keeps_reconstructing_and_its_discriminator_learns(shapes_dir, tmp_path):
+    params = image_params(iterations=300)
+    train_cell(params, "fashion_mnist", "vae", 0, shapes_dir, tmp_path / "vae", tmp_path / "ck1")
+    params = image_params(iterations=60)
+    method = train_cell(params, "fashion_mnist", "avae_finetune", 0, shapes_dir, tmp_path / "ft", tmp_path / "ck2",
+                        tmp_path / "vae")
+    prepared = datamod.load_prepared(shapes_dir)
+    test = as_tensor(prepared, "test")
+    assert recon_mse(method.eval(), test) < 0.7 * mean_image_mse(as_tensor(prepared, "train"), test)
+    import pandas as pd
+
+    log = pd.read_csv(tmp_path / "ft" / "train_log.csv")
+    assert log["discriminator/accuracy"].max() > 0.6  # the discriminator separates x from Dec(Enc(x))
+
+
+@pytest.mark.slow
+def test_lsr_gan_generator_encodes_its_latent_better_than_an_untrained_one(toy_prepared, tmp_path):
+    raw = tiny_params(train={"iterations": 800, "batch_size": 64, "log_every": 50, "checkpoint_every": 800,
+                             "device": "cpu", "threads": 1})
+    raw["grid"]["stage2"] = {"vae": ["lsr_gan"]}
+    raw["grid"]["evaluate"] = ["vae", "lsr_gan"]
+    raw["models"]["lsr_gan"] = {"method": "lsr_gan", "init_from_decoder": False, "lr": 0.001}
+    raw["models"]["vae"]["sigma"] = "encoder"
+    params = parse_params(raw)
+    data_dir = tmp_path / "toy2d"
+    train_cell(params, "toy2d", "vae", 0, data_dir, tmp_path / "vae", tmp_path / "ck1")
+    method = train_cell(params, "toy2d", "lsr_gan", 0, data_dir, tmp_path / "lsr", tmp_path / "ck2", tmp_path / "vae")
+    fresh = LSRGAN(params.models["lsr_gan"].config, method.info, params.networks, method.vae).eval()
+    method.eval()
+    torch.manual_seed(5)
+    z = torch.randn(2000, 1)
+    real = as_tensor(toy_prepared, "test")
+    with torch.no_grad():
+        nll_trained = losses.latent_log_density_loss(z, *method.vae.encoder(method.generator(z))).item()
+        nll_fresh = losses.latent_log_density_loss(z, *fresh.vae.encoder(fresh.generator(z))).item()
+        gap_trained = (method.generator(z).mean(0) - real.mean(0)).abs().sum().item() + \
+            (method.generator(z).std(0) - real.std(0)).abs().sum().item()
+        gap_fresh = (fresh.generator(z).mean(0) - real.mean(0)).abs().sum().item() + \
+            (fresh.generator(z).std(0) - real.std(0)).abs().sum().item()
+    assert nll_trained < nll_fresh - 0.5  # G(z) keeps z recoverable by the frozen encoder (003 eq. 4)
+    assert gap_trained < 0.5 * gap_fresh  # and its samples moved to the data's mean and spread
