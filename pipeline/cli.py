@@ -72,6 +72,18 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("metrics", help="list registered metrics with the cells they apply to")
     sub.add_parser("methods", help="list registered methods, one per line")
+    s = sub.add_parser("bench", help="training/generation throughput, speed options on vs off, FLOPs, "
+                                     "projected paper-grid device-hours")
+    s.add_argument("--models", nargs="+", help="models to time (default: grid.evaluate)")
+    s.add_argument("--resolution", type=int, default=32, choices=(32, 64))
+    s.add_argument("--channels", type=int, default=3)
+    s.add_argument("--steps", type=int, default=30, help="timed iterations per configuration")
+    s.add_argument("--warmup", type=int, default=5)
+    s.add_argument("--all-on", action="store_true", help="every speed option on (GPU), not params' train section")
+    s.add_argument("--packing", type=int, default=2, help="seeds packed as concurrent processes (1 = skip)")
+    s.add_argument("--no-packing", dest="packing", action="store_const", const=1)
+    s.add_argument("--plain-only", action="store_true", help=argparse.SUPPRESS)
+    s.add_argument("--json", action="store_true", help="print the raw rows as JSON")
     s = sub.add_parser("weights", help="report where metric weights are looked for and what is present")
     sub.add_parser("check", help="validate the params file")
     s = sub.add_parser("data", help="each dataset: raw files present?, where looked for, prepared size")
@@ -118,6 +130,11 @@ def run(args: argparse.Namespace) -> int:
         from pipeline import weights
 
         print(weights.report(params.evaluate.inception_weights, params.evaluate.alexnet_weights))
+    elif args.command == "bench":
+        from pipeline import bench
+
+        return bench.main(params, args.params, args.models, args.resolution, args.channels, args.steps,
+                          args.warmup, args.all_on, args.packing, args.json, args.plain_only)
     elif args.command == "prepare":
         stages.prepare_dataset(params, args.dataset, args.out)
     elif args.command == "train":

@@ -189,11 +189,11 @@ class EvaluateConfig:
     alexnet_weights: str = ""  # torchvision alexnet-owt-7be5be79.pth; empty = torch hub cache
     metrics: list[str] = field(default_factory=list)  # empty = every registered metric
     stats_cache: str = "cache/stats"  # real-data statistics keyed by dataset + extractor hash
-    n_variance: int = 1000  # test images for recon_variance (LSR-GAN T1 uses the test set)
-    variance_draws: int = 8  # z ~ q(z|x) per image for recon_variance
+    n_variance: int = 500  # test images for recon_variance (LSR-GAN T1 uses the test set)
+    variance_draws: int = 5  # z ~ q(z|x) per image for recon_variance
     is_splits: int = 10  # Inception score chunks (Salimans et al. 2016: 10)
-    diversity_pairs: int = 1000  # random pairs for 1 - MS-SSIM (α-GAN §4)
-    critic_steps: int = 300  # independent critic updates (α-GAN trains it alongside; paper.yaml: more)
+    diversity_pairs: int = 500  # random pairs for 1 - MS-SSIM (α-GAN §4)
+    critic_steps: int = 200  # independent critic updates (α-GAN trains it alongside; paper.yaml: more)
     critic_batch_size: int = 64  # independent critic batch
     critic_lr: float = 1e-4  # WGAN-GP Adam lr (Gulrajani et al. 2017)
     critic_width: int = 32  # channels of the critic's first conv
@@ -293,7 +293,7 @@ class ToyConfig:
     kde_bandwidth: float = 0.1  # data units; AVAE §5.1's observation noise is 0.1
     plot_points: int = 4000  # training points drawn in the figure
     device: str = "cpu"  # tiny MLPs: the CPU is fast enough and deterministic
-    threads: int = 0  # torch intra-op threads on CPU; 0 = every core
+    threads: int = 1  # torch intra-op threads on CPU (0 = every core); MLPs this small run fastest on one
 
     def __post_init__(self) -> None:
         for key in ("latent_dim", "mlp_hidden", "vae_iterations", "avae_iterations", "sweep_points",

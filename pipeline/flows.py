@@ -11,12 +11,13 @@ flow adds is what DVC lacks for a grid:
   classifier is trained once per dataset, evaluate waits for its training, aggregate comes last);
 - devices: a `DevicePool` gives each running task one GPU (`CUDA_VISIBLE_DEVICES` of its
   process), one task per visible GPU; a host without GPUs runs `orchestration.cpu_slots`
-  tasks at a time (1 = the cells in sequence);
+  tasks at a time (1 = the cells in sequence, then in the flow's own process with
+  `orchestration.inline_on_cpu`, which saves an interpreter start-up per stage);
 - faults: a failing stage is retried (`orchestration.retries`), then its cells get a `failed`
   metrics row with the error (run.record_failed_cell) while every other cell goes on;
 - DVC bookkeeping once: stages that DVC reports up to date (and whose upstream stages are too)
   are skipped; interrupted training resumes from checkpoints/ (the training loop does that);
-  at the end every stage that ran is recorded with a single `dvc commit -f`, so cells run
+  at the end every stage that ran is recorded in one DVC session (`dvc commit -f`), so cells run
   concurrently without DVC lock conflicts and `dvc status` is clean afterwards.
 
 Entry points: `grid_flow` (deployment `nightly-grid` in prefect.yaml), `cell_flow` (one
@@ -126,9 +127,10 @@ def plan_grid(root: str | Path, params: Params, datasets: list[str] | None = Non
     """The DVC stages of the selected cells and everything upstream of them, upstream first.
 
     A cell is selected when its dataset, model and seed are all selected (None = every one
-    of params.yaml's grid); `aggregate` adds the aggregate stage (last). With no selection
-    at all, every stage of dvc.yaml is planned, as `dvc repro` would run them (also stages
-    outside the grid, such as `toy`). Each call says whether `dvc status` reports it unchanged.
+    of params.yaml's grid). With no selection at all and `aggregate`, every stage of dvc.yaml
+    is planned, as `dvc repro` would run them: the aggregate stage (last) and stages outside
+    the grid such as `toy`; a selection never aggregates (the table covers the whole grid).
+    Each call says whether `dvc status` reports it unchanged.
     """
     import networkx as nx
     from dvc.repo import Repo
@@ -147,8 +149,6 @@ def plan_grid(root: str | Path, params: Params, datasets: list[str] | None = Non
         needed = set(chosen)
         for name in chosen:
             needed |= {s.name for s in nx.descendants(graph, by_name[name])}
-        if aggregate and AGGREGATE_STAGE in by_name:
-            needed.add(AGGREGATE_STAGE)
         if whole:
             needed = set(by_name)
         changed = {address.rsplit(":", 1)[-1] for address in repo.status(targets=[target(root, n) for n in needed])}
@@ -161,15 +161,19 @@ def plan_grid(root: str | Path, params: Params, datasets: list[str] | None = Non
             d, m, k = cells[name]
             calls.append(StageCall(name=name, stage=name.split("@")[0], argv=tuple(shlex.split(stage.cmd)),
                                    upstream=upstream, dataset=d, model=m, seed=k, up_to_date=name not in changed))
-    # a stage is up to date only when everything upstream of it is too (dvc repro's rule)
+    calls = upstream_freshness(calls)
+    # aggregate runs after every cell (and after any failed cell's row is written)
+    return [c for c in calls if c.name != AGGREGATE_STAGE] + [c for c in calls if c.name == AGGREGATE_STAGE]
+
+
+def upstream_freshness(calls: list[StageCall]) -> list[StageCall]:
+    """A stage is up to date only when every stage upstream of it is too (dvc repro's rule:
+    DVC's status cannot know that an upstream stage about to run will change its outputs)."""
     fresh: dict[str, bool] = {}
     out = []
-    for call in calls:
-        ok = call.up_to_date and all(fresh[u] for u in call.upstream)
-        fresh[call.name] = ok
-        out.append(StageCall(**{**call.__dict__, "up_to_date": ok}))
-    if AGGREGATE_STAGE in fresh:  # aggregate runs after the cells, whatever the graph says about evals/
-        out = [c for c in out if c.name != AGGREGATE_STAGE] + [c for c in out if c.name == AGGREGATE_STAGE]
+    for call in calls:  # upstream first
+        fresh[call.name] = call.up_to_date and all(fresh[u] for u in call.upstream)
+        out.append(StageCall(**{**call.__dict__, "up_to_date": fresh[call.name]}))
     return out
 
 
@@ -363,60 +367,79 @@ def first_failure(name: str, calls: dict[str, StageCall], results: dict[str, dic
     return None
 
 
+def stage_task(call: StageCall, orch: OrchestrationConfig):
+    """run_stage named after the cell (`train avae_b/fashion_mnist/seed3`), with the retries of params."""
+    return run_stage.with_options(name=call.label, task_run_name=call.label, retries=orch.retries,
+                                  retry_delay_seconds=orch.retry_delay_s)
+
+
+def run_cells(calls: list[StageCall], root: Path, devices: DevicePool, orch: OrchestrationConfig) -> dict[str, dict]:
+    """Submit every stage but aggregate, each waiting for its upstream futures; their outcomes."""
+    futures = {}
+    for call in calls:
+        if call.name != AGGREGATE_STAGE:
+            futures[call.name] = stage_task(call, orch).submit(call, str(root), devices, orch.inline_on_cpu,
+                                                               wait_for=[futures[u] for u in call.upstream])
+    wait(list(futures.values()))
+    labels = {c.name: c.label for c in calls}
+    return {name: {"stage": name, "label": labels[name], **outcome(f)} for name, f in futures.items()}
+
+
+def record_failures(calls: list[StageCall], results: dict[str, dict], root: Path, params_file: str) -> None:
+    """A `failed` metrics row for every cell whose evaluation did not happen, naming the stage that failed."""
+    by_name = {c.name: c for c in calls}
+    for call in calls:
+        if call.stage == EVALUATE_STAGE and results[call.name]["status"] not in ("done", "skipped"):
+            stage, error = first_failure(call.name, by_name, results) or (call.name, results[call.name]["error"])
+            record_failed_cell.with_options(task_run_name=f"record failed {call.label.split(' ', 1)[1]}")(
+                str(root), params_file, call, stage, error)
+
+
+def run_aggregate(call: StageCall, results: dict[str, dict], root: Path, devices: DevicePool,
+                  orch: OrchestrationConfig) -> dict:
+    """The aggregate stage, after every cell; redone whenever a cell ran or failed."""
+    cells_changed = any(r["status"] != "skipped" for r in results.values())
+    call = StageCall(**{**call.__dict__, "up_to_date": call.up_to_date and not cells_changed})
+    future = stage_task(call, orch).submit(call, str(root), devices, orch.inline_on_cpu)
+    future.wait()
+    return {"stage": call.name, "label": call.label, **outcome(future)}
+
+
+def report(calls: list[StageCall], results: dict[str, dict], commit_errors: list[str], wall: float) -> dict:
+    """Log the summary (counts, a row per stage with its time), keep it as the `grid-summary`
+    artifact; raise GridFailed when a stage failed or could not be recorded."""
+    counts = {s: sum(r["status"] == s for r in results.values()) for s in ("done", "skipped", "failed", "not run")}
+    rows = [results[c.name] for c in calls if c.name in results]
+    table = summary_table(rows)
+    text = (f"grid: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed, "
+            f"{counts['not run']} not run (upstream failed) in {wall:.1f} s; dvc.lock updated for "
+            f"{counts['done'] - len(commit_errors)} stages")
+    get_run_logger().info(text + "\n" + table)
+    create_markdown_artifact(f"{text}\n\n{table}\n", key="grid-summary", description="cells done/failed/skipped")
+    if counts["failed"] or counts["not run"] or commit_errors:
+        raise GridFailed(text + "\n" + "\n".join([f"{r['label']}: {r.get('error', '')}" for r in rows
+                                                  if r["status"] == "failed"] + commit_errors))
+    return {"counts": counts, "wall_s": round(wall, 2), "stages": rows}
+
+
 def run_grid(root: Path, params_file: str, datasets: list[str] | None, seeds: list[int] | None,
              models: list[str] | None, aggregate: bool) -> dict:
-    """Body of grid_flow / cell_flow (must run inside a flow)."""
-    logger = get_run_logger()
+    """Body of grid_flow / cell_flow (inside a flow): plan, cells, failures, aggregate, one DVC commit, summary."""
     t0 = time.perf_counter()
     params = load_params(root / params_file)
     calls = plan_grid(root, params, datasets, seeds, models, aggregate)
     devices = DevicePool.detect(params.orchestration)
-    logger.info(f"grid: {len(calls)} stages ({sum(c.up_to_date for c in calls)} up to date) on "
-                f"{len(devices.devices)} slot(s) {devices.devices}")
-    orch = params.orchestration
-    by_name = {c.name: c for c in calls}
-    futures = {}
+    get_run_logger().info(f"grid: {len(calls)} stages ({sum(c.up_to_date for c in calls)} up to date) on "
+                          f"{len(devices.devices)} slot(s) {devices.devices}")
+    results = run_cells(calls, root, devices, params.orchestration)
+    record_failures(calls, results, root, params_file)
     for call in calls:
         if call.name == AGGREGATE_STAGE:
-            continue
-        futures[call.name] = run_stage.with_options(
-            name=call.label, task_run_name=call.label, retries=orch.retries,
-            retry_delay_seconds=orch.retry_delay_s,
-        ).submit(call, str(root), devices, orch.inline_on_cpu, wait_for=[futures[u] for u in call.upstream])
-    wait(list(futures.values()))
-    results = {name: {"stage": name, "label": by_name[name].label, **outcome(f)} for name, f in futures.items()}
-    for call in calls:
-        if call.stage != EVALUATE_STAGE or results[call.name]["status"] in ("done", "skipped"):
-            continue
-        failed_stage, error = first_failure(call.name, by_name, results) or (call.name, results[call.name]["error"])
-        record_failed_cell.with_options(task_run_name=f"record failed {call.label.split(' ', 1)[1]}")(
-            str(root), params_file, call, failed_stage, error)
-    if AGGREGATE_STAGE in by_name:
-        agg = by_name[AGGREGATE_STAGE]
-        cells_changed = any(r["status"] != "skipped" for r in results.values())
-        agg = StageCall(**{**agg.__dict__, "up_to_date": agg.up_to_date and not cells_changed})
-        future = run_stage.with_options(name=agg.label, task_run_name=agg.label, retries=orch.retries,
-                                        retry_delay_seconds=orch.retry_delay_s).submit(agg, str(root), devices, orch.inline_on_cpu)
-        future.wait()
-        results[agg.name] = {"stage": agg.name, "label": agg.label, **outcome(future)}
-    ran = [name for name, r in results.items() if r["status"] == "done"]
-    commit_errors = dvc_commit(root, ran)
+            results[call.name] = run_aggregate(call, results, root, devices, params.orchestration)
+    commit_errors = dvc_commit(root, [name for name, r in results.items() if r["status"] == "done"])
     for line in commit_errors:
-        logger.error(line)
-    counts = {s: sum(r["status"] == s for r in results.values()) for s in ("done", "skipped", "failed", "not run")}
-    rows = [results[c.name] for c in calls if c.name in results]
-    table = summary_table(rows)
-    wall = time.perf_counter() - t0
-    text = (f"grid: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed, "
-            f"{counts['not run']} not run (upstream failed) in {wall:.1f} s; dvc.lock updated for "
-            f"{len(ran) - len(commit_errors)} stages")
-    logger.info(text + "\n" + table)
-    create_markdown_artifact(f"{text}\n\n{table}\n", key="grid-summary", description="cells done/failed/skipped")
-    summary = {"counts": counts, "wall_s": round(wall, 2), "stages": rows}
-    if counts["failed"] or counts["not run"] or commit_errors:
-        raise GridFailed(text + "\n" + "\n".join([f"{r['label']}: {r.get('error', '')}" for r in rows
-                                                  if r["status"] == "failed"] + commit_errors))
-    return summary
+        get_run_logger().error(line)
+    return report(calls, results, commit_errors, time.perf_counter() - t0)
 
 
 @flow(name="grid")
@@ -426,7 +449,8 @@ def grid_flow(datasets: list[str] | None = None, seeds: list[int] | None = None,
 
     datasets / seeds / models: the part of params.yaml's grid to run (None = all of it);
     params_file: params file, relative to root; root: the repository (its dvc.yaml, outputs
-    and dvc.lock); aggregate: run the aggregate stage at the end. Returns the summary
+    and dvc.lock); aggregate: with no selection, run every stage of dvc.yaml, aggregate last
+    (a selection runs only its cells and what they need; false = the cells only). Returns the summary
     (counts per status, wall time, a row per stage); ends Failed when a cell failed, after
     the other cells finished and the failures were recorded.
     """

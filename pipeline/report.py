@@ -110,7 +110,8 @@ def table(df: pd.DataFrame, dataset: str, metrics_: list[str], order: list[str])
                 status = r["status"].iloc[0]
                 notes.setdefault(f"{metric} {status}", r["reason"].iloc[0])
                 entries.append(Entry(status))
-        rows.append((variant, entries))
+        if any(e.text != "—" for e in entries):  # a model with nothing in this section gets no row
+            rows.append((variant, entries))
     for j, metric in enumerate(metrics_):
         values = [(e[j].mean, i) for i, (_, e) in enumerate(rows) if e[j].mean is not None]
         if len(values) >= 2 and (metric in LOWER_IS_BETTER or metric in HIGHER_IS_BETTER):

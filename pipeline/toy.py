@@ -30,8 +30,8 @@ from scipy.spatial import cKDTree  # noqa: E402
 from scipy.spatial.distance import cdist  # noqa: E402
 from scipy.special import logsumexp  # noqa: E402
 
-from pipeline.config import (GridConfig, ModelSpec, NetworkConfig, Params, ToyConfig,  # noqa: E402
-                             TrainConfig, to_dict)
+from pipeline import run  # noqa: E402
+from pipeline.config import GridConfig, ModelSpec, Params, ToyConfig, TrainConfig, to_dict  # noqa: E402
 from pipeline.data import load_prepared  # noqa: E402
 from pipeline.io import atomic_write, atomic_write_json  # noqa: E402
 from pipeline.methods import Method  # noqa: E402
@@ -47,7 +47,7 @@ MODELS = ("vae", "avae", "avae_xi")  # the VAE, G(z), G(z, ξ)
 
 def toy_params(params: Params, toy: ToyConfig) -> Params:
     """`params` with the toy section's networks, models and grid (what train_cell reads)."""
-    net = NetworkConfig(width=params.networks.width, latent_dim=toy.latent_dim, mlp_hidden=toy.mlp_hidden)
+    net = dataclasses.replace(params.networks, latent_dim=toy.latent_dim, mlp_hidden=toy.mlp_hidden)
 
     def train(iterations: int) -> TrainConfig:
         return TrainConfig(iterations=iterations, batch_size=toy.batch_size, log_every=max(1, iterations // 50),
@@ -70,15 +70,16 @@ def train_toy_models(params: Params, data_dir: Path, models_dir: Path) -> dict[s
     Each model's folder under models_dir holds model.pt, train_log.csv and run.json; the
     resumable checkpoints live in a temporary folder (the whole stage takes minutes).
     """
-    from pipeline import run  # run imports the evaluation stack; keep `import pipeline.toy` light
-
     models_dir = Path(models_dir)
-    trained = {}
-    with tempfile.TemporaryDirectory(prefix="toy_checkpoints_") as checkpoints:
-        for name in MODELS:
-            vae_dir = models_dir / "vae" if name != "vae" else None
-            trained[name] = run.train_cell(params, DATASET, name, params.toy.seed, Path(data_dir),
-                                           models_dir / name, Path(checkpoints) / name, vae_dir).eval()
+    trained, threads = {}, torch.get_num_threads()
+    try:
+        with tempfile.TemporaryDirectory(prefix="toy_checkpoints_") as checkpoints:
+            for name in MODELS:
+                vae_dir = models_dir / "vae" if name != "vae" else None
+                trained[name] = run.train_cell(params, DATASET, name, params.toy.seed, Path(data_dir),
+                                               models_dir / name, Path(checkpoints) / name, vae_dir).eval()
+    finally:
+        torch.set_num_threads(threads)  # train_cell sets toy.threads for the whole process
     return trained
 
 
@@ -211,14 +212,12 @@ def plot_fig6(points: dict[str, dict[str, np.ndarray]], x_data: np.ndarray, summ
 def run_toy(params: Params, data_dir: Path, models_dir: Path, figure: Path, summary_path: Path) -> dict:
     """Train the three toy models (params.toy) on the prepared toy2d folder, then write the
     Fig. 6 PNG to `figure` and the figures (see `summarise`) as JSON to `summary_path`."""
-    from pipeline.run import stage_timer
-
     toy = params.toy
-    with stage_timer("toy"):
-        data = load_prepared(data_dir)
-        if data.info.name != DATASET:
-            raise ValueError(f"{data_dir} holds {data.info.name!r}, the toy experiment needs {DATASET!r}: "
-                             f"pass --data data/prepared/{DATASET}")
+    data = load_prepared(data_dir)
+    if data.info.name != DATASET:
+        raise ValueError(f"{data_dir} holds {data.info.name!r}, the toy experiment needs {DATASET!r}: "
+                         f"pass --data data/prepared/{DATASET}")
+    with run.stage_timer("toy"):
         models = train_toy_models(toy_params(params, toy), Path(data_dir), Path(models_dir))
         x_train, x_test = np.asarray(data.x("train")), np.asarray(data.x("test"))
         points = manifolds(models, x_train, x_test, toy)
@@ -228,7 +227,7 @@ def run_toy(params: Params, data_dir: Path, models_dir: Path, figure: Path, summ
                   summary, Path(figure))
         atomic_write_json(summary_path, summary)
         for name in ("data", *MODELS):
-            for part in ("recon", "sweep"):
-                if part in summary[name]:
-                    print(f"[toy] {name:>8} {part}: " + ", ".join(f"{k} {v:.3f}" for k, v in summary[name][part].items()))
+            for part, figures in summary[name].items():
+                if isinstance(figures, dict):
+                    print(f"[toy] {name:>8} {part}: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()))
         return summary

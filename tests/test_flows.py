@@ -130,20 +130,19 @@ def test_device_pool_one_task_per_gpu(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,2")
     pool = flows.DevicePool.detect(cfg)
     assert pool.devices == ["0", "2"]
-    held, order = [], []
+    held, both_inside = [], threading.Barrier(2)
 
     def hold():
         with pool.acquire() as device:
             held.append(device)
-            time.sleep(0.2)
-            order.append(device)
+            both_inside.wait(timeout=30)  # breaks (and fails the test) unless two tasks run at once
 
     threads = [threading.Thread(target=hold) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(held) == ["0", "2"]  # two tasks at once, each on its own GPU
+    assert sorted(held) == ["0", "2"] and not both_inside.broken  # two tasks at once, each on its own GPU
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert flows.DevicePool.detect(cfg).devices == [None]  # no GPU: one CPU slot, cells in sequence
     explicit = parse_params(tiny_params(orchestration={"devices": "1,3"})).orchestration
@@ -276,10 +275,10 @@ class PrefectStack:
         r.raise_for_status()
         return r.json()
 
-    def run_deployment(self, name: str, timeout: float = 600) -> dict:
+    def run_deployment(self, name: str, parameters: dict | None = None, timeout: float = 600) -> dict:
         """Trigger a deployment; wait for the flow run to end; return it."""
         dep = httpx.get(f"{self.api}/deployments/name/{name}", timeout=30).json()
-        run = self.post(f"/deployments/{dep['id']}/create_flow_run", {})
+        run = self.post(f"/deployments/{dep['id']}/create_flow_run", {"parameters": parameters or {}})
         end = time.time() + timeout
         while time.time() < end:
             run = httpx.get(f"{self.api}/flow_runs/{run['id']}", timeout=30).json()
@@ -360,6 +359,11 @@ def test_grid_through_prefect_server(tmp_path):
         shown = dvc(work, "metrics", "show", "--json").stdout
         for dataset, model, _ in CELLS:
             assert f'"{model}"' in shown and f'"{dataset}"' in shown
+        # the single-cell deployment: everything it needs is up to date
+        cell = stack.run_deployment("cell/one-cell", {"dataset": "toy2d", "model": "avae_b", "seed": 0})
+        assert cell["state"]["type"] == "COMPLETED", cell["state"]
+        artifacts = stack.post("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [cell["id"]]}}})
+        assert "0 done, 5 skipped, 0 failed" in [a["data"] for a in artifacts if a["key"] == "grid-summary"][0]
         print(f"\ntiny grid through Prefect: first run {first_s:.1f} s ({n_stages} stages, one failing twice), "
               f"re-run {second_s:.1f} s (3 stages, {n_stages - 3} skipped)")
     finally:

@@ -288,7 +288,7 @@ def finetune(tmp_path, source, **config):
 @pytest.mark.parametrize("accuracy,dis_moves,vae_moves", [(0.8, False, True), (0.6, True, True), (0.4, True, False)])
 def test_gating_skips_the_right_updates(accuracy, dis_moves, vae_moves, tmp_path, monkeypatch):
     method = finetune(tmp_path, vae_s_stage1(), stage1="vae_s")
-    monkeypatch.setattr(method, "measure_accuracy", lambda x, x_recon: torch.tensor(accuracy))
+    monkeypatch.setattr(method, "measure_accuracy", lambda real, recon: torch.tensor(accuracy))
     dis_before, vae_before = snapshot(method.discriminator), snapshot(method.vae_model)
     sums = one_iteration(method, tmp_path)
     dis_params = {n for n, _ in method.discriminator.named_parameters()}  # (BN statistics move in any forward)

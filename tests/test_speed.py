@@ -102,3 +102,17 @@ def test_network_modules_finds_every_network(image_prepared):
 
     gan = GAN(GanConfig(), image_prepared.info, NetworkConfig(width=4, latent_dim=4))
     assert network_modules(gan) == [gan.generator, gan.discriminator]
+
+
+def test_bench_prints_the_side_by_side_table(capsys):
+    from pipeline import bench
+
+    params = parse_params(tiny_params(train={"iterations": 10, "batch_size": 8, "device": "cpu",
+                                             "channels_last": True, "fused_optimizer": True}))
+    assert bench.main(params, "params.yaml", ["gan", "avae_b"], 32, 3, steps=2, warmup=1, all_on=False,
+                      packing=1, as_json=False, plain_only=False) == 0
+    out = capsys.readouterr().out
+    assert "| gan | 32 |" in out and "| avae_b | 32 |" in out and "device-hours" in out
+    assert "'channels_last': True" in out
+    rows = bench.bench(params, ["gan"], 32, 3, 2, 1, bench.ALL_OFF, plain_only=False)
+    assert rows[0]["plain"]["flops"] > 0 and rows[0]["fast"]["it_s"] > 0

@@ -84,17 +84,17 @@ class AvaeFinetune(Method):
         self.discriminator = build_pooled_discriminator(vae.architecture, info, net)
         self.register_buffer("dis_accuracy", torch.tensor(0.0))  # Accuracy_Dis of this iteration
 
-    def measure_accuracy(self, x: torch.Tensor, x_recon: torch.Tensor) -> torch.Tensor:
-        """Accuracy_Dis on real x and reconstructions x̃ (004 Algorithm 1)."""
-        with torch.no_grad():
-            return losses.discriminator_accuracy(self.discriminator(x), self.discriminator(x_recon))
+    def measure_accuracy(self, logit_real: torch.Tensor, logit_recon: torch.Tensor) -> torch.Tensor:
+        """Accuracy_Dis on real x and reconstructions x̃, before this iteration's update (004 Algorithm 1)."""
+        return losses.discriminator_accuracy(logit_real.detach(), logit_recon.detach())
 
     def discriminator_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             mu, log_sigma = self.vae_model.encoder(x)
             x_recon = self.vae_model.decoder(losses.reparameterize(mu, log_sigma))
-        self.dis_accuracy.copy_(self.measure_accuracy(x, x_recon))
-        loss = losses.gan_discriminator_loss(self.discriminator(x), self.discriminator(x_recon))  # 004 eq. 11 L_Dis
+        logit_real, logit_recon = self.discriminator(x), self.discriminator(x_recon)
+        self.dis_accuracy.copy_(self.measure_accuracy(logit_real, logit_recon))
+        loss = losses.gan_discriminator_loss(logit_real, logit_recon)  # 004 eq. 11 L_Dis
         gate = (self.dis_accuracy < self.config.dis_update_below).float()  # 004 Algorithm 1
         return {"loss": loss, "accuracy": self.dis_accuracy.clone(), "gate": gate}
 

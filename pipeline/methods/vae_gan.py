@@ -53,13 +53,11 @@ class VaeGan(Method):
         self.decoder = build_generator(net.latent_dim, info, net)
         self.discriminator = build_critic(info, net)
 
-    def dis_hidden(self, x: torch.Tensor) -> torch.Tensor:
-        """Dis_l(x): the discriminator's last hidden layer."""
-        return critic_layers(self.discriminator)[0](x)
-
     def hidden_recon(self, x_tilde: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Mean over the batch of L_llike = ½‖Dis_l(x̃) − Dis_l(x)‖²  # Larsen et al. eq. 8-9"""
-        return losses.sum_squares_recon(self.dis_hidden(x_tilde), self.dis_hidden(x)).mean()
+        """Mean over the batch of L_llike = ½‖Dis_l(x̃) − Dis_l(x)‖², Dis_l the discriminator's
+        last hidden layer  # Larsen et al. eq. 8-9"""
+        hidden = critic_layers(self.discriminator)[0]
+        return losses.sum_squares_recon(hidden(x_tilde), hidden(x)).mean()
 
     def encoder_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         mu, log_sigma = self.encoder(x)

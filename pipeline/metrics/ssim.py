@@ -18,22 +18,31 @@ K1, K2 = 0.01, 0.03  # SSIM constants (Wang et al. 2004), data range 1
 
 
 def gaussian_window(size: int, sigma: float = 1.5) -> torch.Tensor:
-    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    """Normalised 1-D Gaussian (the 2-D window is its outer product; filtering is separable)."""
+    coords = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
     g = torch.exp(-coords ** 2 / (2 * sigma ** 2))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]
+    return g / g.sum()
+
+
+def filter_matrix(g: torch.Tensor, n: int) -> torch.Tensor:
+    """(n − len(g) + 1) x n matrix whose product with a signal is its 'valid' correlation with g
+    (as a matrix product: far faster on CPU than single-channel convolutions)."""
+    k = len(g)
+    m = torch.zeros(n - k + 1, n, dtype=g.dtype)
+    for i in range(n - k + 1):
+        m[i, i:i + k] = g
+    return m
 
 
 def ssim_terms(a: torch.Tensor, b: torch.Tensor, win: int = 11) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image (ssim, contrast-structure) of [0,1] images N x C x H x W, 'valid' Gaussian filtering."""
     c = a.shape[1]
     size = min(win, a.shape[-2], a.shape[-1])
-    w = gaussian_window(size).to(a)[None, None].repeat(c, 1, 1, 1)
-    f = lambda t: F.conv2d(t, w, groups=c)  # noqa: E731
-    mu_a, mu_b = f(a), f(b)
-    var_a = f(a * a) - mu_a ** 2
-    var_b = f(b * b) - mu_b ** 2
-    cov = f(a * b) - mu_a * mu_b
+    g = gaussian_window(size).to(a)
+    maps = torch.cat([a, b, a * a, b * b, a * b], dim=1)  # the five moments filtered in one pass
+    maps = filter_matrix(g, maps.shape[-2]) @ maps @ filter_matrix(g, maps.shape[-1]).T  # separable, 'valid'
+    mu_a, mu_b, aa, bb, ab = maps.split(c, dim=1)
+    var_a, var_b, cov = aa - mu_a ** 2, bb - mu_b ** 2, ab - mu_a * mu_b
     c1, c2 = K1 ** 2, K2 ** 2
     cs = (2 * cov + c2) / (var_a + var_b + c2)
     lum = (2 * mu_a * mu_b + c1) / (mu_a ** 2 + mu_b ** 2 + c1)
@@ -42,13 +51,13 @@ def ssim_terms(a: torch.Tensor, b: torch.Tensor, win: int = 11) -> tuple[torch.T
 
 def ms_ssim(a: torch.Tensor, b: torch.Tensor, weights=MS_SSIM_WEIGHTS) -> torch.Tensor:
     """Per-pair MS-SSIM of [0,1] images: Π_j cs_j^{w_j} · ssim_M^{w_M} (Wang et al. 2003 eq. 7)."""
-    a, b = a.double(), b.double()
+    a, b = a.float(), b.float()
     levels = len(weights)
     out = torch.ones(len(a), dtype=torch.float64)
     for j, weight in enumerate(weights):
         ssim, cs = ssim_terms(a, b)
         term = ssim if j == levels - 1 else cs
-        out = out * term.clamp(min=0) ** weight
+        out = out * term.double().clamp(min=0) ** weight
         if j < levels - 1:
             if min(a.shape[-2:]) < 2:
                 raise ValueError(f"images too small for {levels}-scale MS-SSIM")

@@ -1,0 +1,201 @@
+"""`python -m pipeline bench`: training and evaluation throughput, side by side with every
+speed option off, FLOPs per step and the projected cost of the paper grid.
+
+For each model it times the same training step twice in one run: the plain loop (fp32,
+eager, no fused optimiser, NCHW) and the loop with the speed options of params' `train`
+section (or all of them on a GPU with `--all-on`). FLOPs per step are counted with
+torch.utils.flop_counter; the fraction of the device's peak is given where the peak is
+known. Seeds packed per device are measured as concurrent processes (the grid flow packs
+cells the same way). Benchmarks print figures; no test asserts a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from pipeline.config import Params, TrainConfig
+from pipeline.data import BatchSampler, DataInfo
+from pipeline.export import FrozenVAE
+from pipeline.methods import REGISTRY
+from pipeline.training import Trainer, resolve_device
+
+# dense bf16 / fp32 tensor-core peaks in FLOP/s (vendor data sheets, SXM parts)
+DEVICE_PEAK = {"H100": (989e12, 67e12), "H200": (989e12, 67e12), "A100": (312e12, 19.5e12),
+               "L40S": (362e12, 91.6e12), "RTX 4090": (165e12, 82.6e12)}
+# AVAE Table 1: 7 rows x 5 datasets x 5 seeds x 5e4 iterations, FID on 50,000 samples
+PAPER_GRID = {"rows": 7, "datasets": 5, "seeds": 5, "iterations": 50_000, "fid_samples": 50_000}
+
+ALL_OFF = {"channels_last": False, "autocast": "off", "fused_optimizer": False, "compile": False}
+ALL_ON_GPU = {"channels_last": True, "autocast": "bf16", "fused_optimizer": True, "compile": True}
+
+
+def synthetic_info(resolution: int, channels: int) -> DataInfo:
+    return DataInfo(f"synthetic{resolution}", "image", (channels, resolution, resolution), "[-1,1]", 10)
+
+
+def build(model: str, params: Params, info: DataInfo, device: torch.device):
+    spec = params.model(model)
+    cls = REGISTRY[spec.method]
+    vae = FrozenVAE(info, params.networks, "learned").to(device) if cls.needs_vae else None
+    config = spec.config
+    if hasattr(config, "beta_for"):  # β per dataset: the synthetic dataset takes the first value
+        beta = config.beta if not isinstance(config.beta, dict) else next(iter(config.beta.values()))
+        config = dataclasses.replace(config, beta=beta)
+    return cls(config, info, params.networks, vae).to(device)
+
+
+def peak_of(device: torch.device, autocast: str) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, (bf16, fp32) in DEVICE_PEAK.items():
+        if key in name:
+            return bf16 if autocast == "bf16" else fp32
+    return None
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_training(model: str, params: Params, info: DataInfo, device: torch.device, speed: dict,
+                  warmup: int, steps: int) -> dict:
+    """Iterations/s, FLOPs per iteration and peak memory of one configuration."""
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(params.model(model).train, **speed, iterations=warmup + steps)
+    method = build(model, params, info, device)
+    data = np.random.default_rng(0).integers(0, 256, (max(4 * cfg.batch_size, 512), *info.shape), dtype=np.uint8)
+    sampler = BatchSampler(data, info, cfg.batch_size, device, 0)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(method, sampler, cfg, Path(tmp) / "ck.pt", Path(tmp) / "log.csv", "bench", f"bench {model}")
+        method.train()
+        sums: dict = {}
+        for _ in range(warmup):
+            trainer.step(sums)
+        sync(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            trainer.step(sums)
+        sync(device)
+        elapsed = time.perf_counter() - t0
+        with FlopCounterMode(display=False) as counter:
+            trainer.step(sums)
+    memory = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    return {"it_s": steps / elapsed, "flops": counter.get_total_flops(), "peak_bytes": memory}
+
+
+def time_generation(model: str, params: Params, info: DataInfo, device: torch.device, n: int = 2000) -> float:
+    """Generated images per second (eval mode, batch = evaluate.batch_size)."""
+    method = build(model, params, info, device).eval()
+    batch = params.evaluate.batch_size
+    with torch.no_grad():
+        method.sample(min(batch, n))
+        sync(device)
+        t0 = time.perf_counter()
+        done = 0
+        while done < n:
+            method.sample(min(batch, n - done))
+            done += batch
+        sync(device)
+    return n / (time.perf_counter() - t0)
+
+
+def time_packed(model: str, params_path: str, resolution: int, channels: int, seeds: int, steps: int) -> dict:
+    """Aggregate iterations/s of `seeds` concurrent processes vs one process alone."""
+    cmd = [sys.executable, "-m", "pipeline", "--params", params_path, "bench", "--models", model,
+           "--resolution", str(resolution), "--channels", str(channels), "--steps", str(steps), "--json",
+           "--no-packing", "--plain-only"]
+    env = {**os.environ}
+    if torch.cuda.is_available() or seeds == 1:
+        env.pop("OMP_NUM_THREADS", None)
+    else:  # share the CPU cores between the packed processes
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // seeds))
+
+    def run(n: int) -> float:
+        t0 = time.perf_counter()
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env if n > 1 else os.environ)
+                 for _ in range(n)]
+        outs = [p.communicate()[0] for p in procs]
+        wall = time.perf_counter() - t0
+        rates = [json.loads(o.strip().splitlines()[-1])[0]["plain"]["it_s"] for o in outs]
+        return sum(rates), wall
+
+    single, _ = run(1)
+    packed, _ = run(seeds)
+    return {"single_it_s": single, "packed_it_s": packed, "ratio": packed / single}
+
+
+def project(rows: list[dict]) -> float:
+    """GPU-hours of the AVAE Table 1 grid from the measured it/s (training only)."""
+    per_cell_s = np.mean([PAPER_GRID["iterations"] / r["fast"]["it_s"] for r in rows])
+    cells = PAPER_GRID["rows"] * PAPER_GRID["datasets"] * PAPER_GRID["seeds"]
+    return cells * per_cell_s / 3600
+
+
+def bench(params: Params, models: list[str], resolution: int, channels: int, steps: int, warmup: int,
+          speed: dict, plain_only: bool) -> list[dict]:
+    device = resolve_device(params.train.device)
+    if params.train.threads:
+        torch.set_num_threads(params.train.threads)
+    info = synthetic_info(resolution, channels)
+    rows = []
+    for model in models:
+        row = {"model": model, "device": str(device), "resolution": resolution,
+               "batch": params.model(model).train.batch_size, "width": params.networks.width,
+               "plain": time_training(model, params, info, device, ALL_OFF, warmup, steps)}
+        if not plain_only:
+            row["fast"] = time_training(model, params, info, device, speed, warmup, steps)
+            row["gen_img_s"] = time_generation(model, params, info, device)
+        rows.append(row)
+    return rows
+
+
+def table(rows: list[dict], speed: dict, device: torch.device) -> str:
+    peak = peak_of(device, speed.get("autocast", "off"))
+    lines = [f"speed options: {speed}", "",
+             "| model | px | plain it/s | fast it/s | ratio | GFLOP/it | % of peak | peak mem (GB) | gen img/s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        fast, plain = r["fast"], r["plain"]
+        pct = f"{100 * fast['flops'] * fast['it_s'] / peak:.1f}" if peak else "n/a"
+        mem = f"{fast['peak_bytes'] / 1e9:.2f}" if fast["peak_bytes"] else "n/a"
+        lines.append(f"| {r['model']} | {r['resolution']} | {plain['it_s']:.1f} | {fast['it_s']:.1f} | "
+                     f"{fast['it_s'] / plain['it_s']:.2f} | {fast['flops'] / 1e9:.2f} | {pct} | {mem} | "
+                     f"{r['gen_img_s']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(params: Params, params_path: str, models: list[str] | None, resolution: int, channels: int,
+         steps: int, warmup: int, all_on: bool, packing: int, as_json: bool, plain_only: bool) -> int:
+    models = models or [m for m in params.grid.evaluate if m in params.models]
+    device = resolve_device(params.train.device)
+    fields = ALL_OFF.keys()
+    speed = dict(ALL_ON_GPU) if all_on else {k: getattr(params.train, k) for k in fields}
+    rows = bench(params, models, resolution, channels, steps, warmup, speed, plain_only)
+    if as_json:
+        print(json.dumps(rows))
+        return 0
+    print(table(rows, speed, device))
+    hours = project(rows)
+    print(f"\nprojected AVAE-Table-1 grid (7 rows x 5 datasets x 5 seeds x 5e4 iterations, training only, "
+          f"one cell at a time at these settings): {hours:.1f} device-hours")
+    if packing > 1:
+        packed = time_packed(models[0], params_path, resolution, channels, packing, steps)
+        print(f"\n{packing} seeds packed as concurrent processes on one device ({models[0]}): "
+              f"{packed['packed_it_s']:.1f} it/s in total vs {packed['single_it_s']:.1f} it/s alone "
+              f"= {packed['ratio']:.2f}x the throughput of running them one after another")
+    return 0
