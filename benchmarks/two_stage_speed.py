@@ -42,8 +42,6 @@ def build(params, name: str, exports: dict, folder: Path):
         vae = exports[source]
     method = cls(spec.config, INFO, params.networks, vae)
     if cls.exports_vae:
-        if hasattr(method, "probe_steps"):  # VAE-S: an export needs its loss weights fixed
-            method.probe_steps.fill_(spec.config.balance_steps)
         export_vae(method.encoder, method.decoder, INFO, params.networks, spec.config.sigma, folder / f"{name}.pt",
                    {}, **method.export_fields())
         exports[name] = load_vae_export(folder / f"{name}.pt")

@@ -63,6 +63,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--results", type=Path, required=True, help="metrics/results.parquet (from aggregate)")
     s.add_argument("--evals", type=Path, required=True, help="folder of per-cell evaluation outputs (PNGs)")
     s.add_argument("--out", type=Path, required=True, help="the HTML file to write")
+    s.add_argument("--models", type=Path, help="folder of model outputs (train_log.csv curves)")
+    s.add_argument("--curves", type=Path, help="folder for per-term training-curve CSVs (dvc plots)")
 
     s = sub.add_parser("diff", help="Markdown table of metric changes between two revisions "
                        "(dvc metrics/params diff), relative to the seed-to-seed std")
@@ -151,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
 
         run_toy(params, args.data, args.models, args.figure, args.summary)
     elif args.command == "report":
-        stages.report(params, args.results, args.evals, args.out)
+        stages.report(params, args.results, args.evals, args.out, args.models, args.curves)
     elif args.command == "grid":
         from pipeline.flows import grid_flow
 

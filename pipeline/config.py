@@ -193,7 +193,7 @@ class EvaluateConfig:
     variance_draws: int = 5  # z ~ q(z|x) per image for recon_variance
     is_splits: int = 10  # Inception score chunks (Salimans et al. 2016: 10)
     diversity_pairs: int = 500  # random pairs for 1 - MS-SSIM (α-GAN §4)
-    critic_steps: int = 200  # independent critic updates (α-GAN trains it alongside; paper.yaml: more)
+    critic_steps: int = 2000  # independent critic updates (α-GAN trains it for long; CPU params: 50)
     critic_batch_size: int = 64  # independent critic batch
     critic_lr: float = 1e-4  # WGAN-GP Adam lr (Gulrajani et al. 2017)
     critic_width: int = 32  # channels of the critic's first conv

@@ -488,8 +488,9 @@ class Pictures:
 
     def interpolation(self) -> Path:
         """Rows of linear interpolations between the codes of two test images (AVAE-S Fig. 3)."""
-        steps, rows = self.cell.cfg.strip_steps, min(self.k, 4)
-        codes = self.anchors(2 * rows)
+        steps = self.cell.cfg.strip_steps
+        codes = self.anchors(2 * min(self.k, 4))
+        rows = max(1, len(codes) // 2)
         t = torch.linspace(0, 1, steps)[:, None]
         z = torch.cat([(1 - t) * codes[2 * r] + t * codes[2 * r + 1] for r in range(rows)])
         return self._save(self.decode01(z), "interpolation.png", steps)

@@ -35,6 +35,7 @@ import shlex
 import subprocess
 import sys
 import time
+import traceback
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,9 +162,7 @@ def plan_grid(root: str | Path, params: Params, datasets: list[str] | None = Non
             d, m, k = cells[name]
             calls.append(StageCall(name=name, stage=name.split("@")[0], argv=tuple(shlex.split(stage.cmd)),
                                    upstream=upstream, dataset=d, model=m, seed=k, up_to_date=name not in changed))
-    calls = upstream_freshness(calls)
-    # aggregate runs after every cell (and after any failed cell's row is written)
-    return [c for c in calls if c.name != AGGREGATE_STAGE] + [c for c in calls if c.name == AGGREGATE_STAGE]
+    return upstream_freshness(calls)
 
 
 def upstream_freshness(calls: list[StageCall]) -> list[StageCall]:
@@ -171,8 +170,8 @@ def upstream_freshness(calls: list[StageCall]) -> list[StageCall]:
     DVC's status cannot know that an upstream stage about to run will change its outputs)."""
     fresh: dict[str, bool] = {}
     out = []
-    for call in calls:  # upstream first
-        fresh[call.name] = call.up_to_date and all(fresh[u] for u in call.upstream)
+    for call in calls:  # upstream first; stages outside `calls` were settled before
+        fresh[call.name] = call.up_to_date and all(fresh.get(u, True) for u in call.upstream)
         out.append(StageCall(**{**call.__dict__, "up_to_date": fresh[call.name]}))
     return out
 
@@ -255,6 +254,9 @@ def run_in_process(argv: list[str], root: str, out: LineLog) -> int:
         return 0
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except Exception:  # as the interpreter would: the traceback on stderr, status 1
+        out.write(traceback.format_exc())
+        return 1
     finally:
         out.flush()
         sys.argv = saved[0]
@@ -373,13 +375,23 @@ def stage_task(call: StageCall, orch: OrchestrationConfig):
                                   retry_delay_seconds=orch.retry_delay_s)
 
 
-def run_cells(calls: list[StageCall], root: Path, devices: DevicePool, orch: OrchestrationConfig) -> dict[str, dict]:
-    """Submit every stage but aggregate, each waiting for its upstream futures; their outcomes."""
+def after_aggregate(calls: list[StageCall]) -> set[str]:
+    """aggregate and every stage downstream of it (e.g. report): they run once the cells have
+    finished and their failures are recorded."""
+    later = {c.name for c in calls if c.name == AGGREGATE_STAGE}
+    for call in calls:  # upstream first
+        if later & set(call.upstream):
+            later.add(call.name)
+    return later
+
+
+def run_stages(calls: list[StageCall], root: Path, devices: DevicePool, orch: OrchestrationConfig) -> dict[str, dict]:
+    """Submit every stage at once, each waiting for its upstream futures (stages outside
+    `calls` have finished already); their outcomes."""
     futures = {}
     for call in calls:
-        if call.name != AGGREGATE_STAGE:
-            futures[call.name] = stage_task(call, orch).submit(call, str(root), devices, orch.inline_on_cpu,
-                                                               wait_for=[futures[u] for u in call.upstream])
+        futures[call.name] = stage_task(call, orch).submit(
+            call, str(root), devices, orch.inline_on_cpu, wait_for=[futures[u] for u in call.upstream if u in futures])
     wait(list(futures.values()))
     labels = {c.name: c.label for c in calls}
     return {name: {"stage": name, "label": labels[name], **outcome(f)} for name, f in futures.items()}
@@ -393,16 +405,6 @@ def record_failures(calls: list[StageCall], results: dict[str, dict], root: Path
             stage, error = first_failure(call.name, by_name, results) or (call.name, results[call.name]["error"])
             record_failed_cell.with_options(task_run_name=f"record failed {call.label.split(' ', 1)[1]}")(
                 str(root), params_file, call, stage, error)
-
-
-def run_aggregate(call: StageCall, results: dict[str, dict], root: Path, devices: DevicePool,
-                  orch: OrchestrationConfig) -> dict:
-    """The aggregate stage, after every cell; redone whenever a cell ran or failed."""
-    cells_changed = any(r["status"] != "skipped" for r in results.values())
-    call = StageCall(**{**call.__dict__, "up_to_date": call.up_to_date and not cells_changed})
-    future = stage_task(call, orch).submit(call, str(root), devices, orch.inline_on_cpu)
-    future.wait()
-    return {"stage": call.name, "label": call.label, **outcome(future)}
 
 
 def report(calls: list[StageCall], results: dict[str, dict], commit_errors: list[str], wall: float) -> dict:
@@ -424,18 +426,21 @@ def report(calls: list[StageCall], results: dict[str, dict], commit_errors: list
 
 def run_grid(root: Path, params_file: str, datasets: list[str] | None, seeds: list[int] | None,
              models: list[str] | None, aggregate: bool) -> dict:
-    """Body of grid_flow / cell_flow (inside a flow): plan, cells, failures, aggregate, one DVC commit, summary."""
+    """Body of grid_flow / cell_flow (inside a flow): plan, cells, failures, then aggregate and
+    what follows it, one DVC commit, summary."""
     t0 = time.perf_counter()
     params = load_params(root / params_file)
     calls = plan_grid(root, params, datasets, seeds, models, aggregate)
     devices = DevicePool.detect(params.orchestration)
     get_run_logger().info(f"grid: {len(calls)} stages ({sum(c.up_to_date for c in calls)} up to date) on "
                           f"{len(devices.devices)} slot(s) {devices.devices}")
-    results = run_cells(calls, root, devices, params.orchestration)
+    later = after_aggregate(calls)
+    results = run_stages([c for c in calls if c.name not in later], root, devices, params.orchestration)
     record_failures(calls, results, root, params_file)
-    for call in calls:
-        if call.name == AGGREGATE_STAGE:
-            results[call.name] = run_aggregate(call, results, root, devices, params.orchestration)
+    cells_changed = any(r["status"] != "skipped" for r in results.values())  # a cell ran or failed: re-aggregate
+    rest = upstream_freshness([StageCall(**{**c.__dict__, "up_to_date": c.up_to_date and not (
+        cells_changed and c.name == AGGREGATE_STAGE)}) for c in calls if c.name in later])
+    results.update(run_stages(rest, root, devices, params.orchestration))
     commit_errors = dvc_commit(root, [name for name, r in results.items() if r["status"] == "done"])
     for line in commit_errors:
         get_run_logger().error(line)

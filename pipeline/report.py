@@ -101,7 +101,8 @@ def table(df: pd.DataFrame, dataset: str, metrics_: list[str], order: list[str])
         for metric in metrics_:
             if (variant, metric) in stats.index:
                 s = stats.loc[(variant, metric)]
-                entries.append(Entry(fmt(s["mean"], s["std"]), float(s["mean"]), float(s["std"])))
+                text = fmt(s["mean"], s["std"]) if s["count"] > 1 else fmt(s["mean"], 0.0).split(" ±")[0] + " (1 seed)"
+                entries.append(Entry(text, float(s["mean"]), float(s["std"])))
                 continue
             r = rows_v[rows_v["metric"] == metric]
             if r.empty:
@@ -126,6 +127,19 @@ def table(df: pd.DataFrame, dataset: str, metrics_: list[str], order: list[str])
     if any(e.mean is not None for e in reference):
         rows.append((TEST_DATA, reference))
     return rows, notes
+
+
+def grouped(notes: dict[str, str]) -> list[tuple[str, str]]:
+    """{'fid missing': reason, 'fid_64 missing': same reason} -> [('fid, fid_64 missing', reason)]."""
+    by_reason: dict[str, list[str]] = {}
+    for key, reason in notes.items():
+        by_reason.setdefault(reason, []).append(key)
+    out = []
+    for reason, keys in by_reason.items():
+        status = keys[0].rsplit(" ", 1)[-1]
+        names = [k.rsplit(" ", 1)[0] for k in keys]
+        out.append((f"{', '.join(names)} {status}", reason))
+    return out
 
 
 def arrow(metric: str) -> str:
@@ -153,7 +167,7 @@ def markdown(df: pd.DataFrame, order: list[str]) -> str:
             lines += [f"| {variant} | " + " | ".join(f"**{e.text}**" if e.bold else e.text for e in entries) + " |"
                       for variant, entries in rows]
             lines.append("")
-        lines += [f"- {key}: {reason}" for key, reason in notes.items()]
+        lines += [f"- {keys}: {reason}" for keys, reason in grouped(notes)]
         lines += ["", FOOTNOTE, ""]
     return "\n".join(lines)
 
@@ -176,7 +190,7 @@ def bar_charts(df: pd.DataFrame, dataset: str, order: list[str]) -> list[tuple[s
     """(metric, data URI) of a bar chart (mean ± std over seeds, a bar per model) per ok metric."""
     stats = summarise(df[df["dataset"] == dataset])
     out = []
-    for metric in sorted(set(stats["metric"])):
+    for metric in sorted(set(stats["metric"]) - set(REFERENCE.values())):  # test-data values are in the tables
         s = stats[stats["metric"] == metric].set_index("variant")
         variants = [v for v in ordered_variants(df[df["dataset"] == dataset], order) if v in s.index]
         fig, ax = plt.subplots(figsize=(3.6, 2.4))
@@ -284,7 +298,8 @@ def cell_pictures(evals_dir: Path | None, dataset: str, variant: str, seed: int)
 
 
 def html_report(df: pd.DataFrame, order: list[str], evals_dir: Path | None = None,
-                raw_params: dict | None = None) -> str:
+                raw_params: dict | None = None,
+                curves: dict[tuple[str, str], pd.DataFrame] | None = None) -> str:
     """The whole report as one self-contained HTML page."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>vaegan-bench report</title>"
              f"<style>{CSS}</style></head><body><h1>vaegan-bench results</h1>"]
@@ -301,10 +316,14 @@ def html_report(df: pd.DataFrame, order: list[str], evals_dir: Path | None = Non
             parts.append(f"<h3>{html.escape(title)}</h3>{html_table(rows, cols)}")
         if notes:
             parts.append("<ul class='note'>" + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>"
-                                                       for k, v in notes.items()) + "</ul>")
+                                                       for k, v in grouped(notes)) + "</ul>")
         parts.append("<h3>Metrics per model</h3><div class='grid'>" + "".join(
             f"<img src='{uri}' alt='{html.escape(m)}'>" for m, uri in bar_charts(df, dataset, order)) + "</div>")
         parts.append(sweeps_html(df, dataset, raw_params))
+        mine = [(v, c) for (d, v), c in (curves or {}).items() if d == dataset]
+        if mine:
+            parts.append("<h3>Training curves (train_log.csv, mean over seeds)</h3>" + "".join(
+                f"<div><img src='{curves_figure(c, v)}' alt='{html.escape(v)} curves'></div>" for v, c in mine))
         parts.append("<h3>Cells</h3>")
         for variant in ordered_variants(sub, order):
             for seed in sorted(set(sub[sub["variant"] == variant]["seed"])):
@@ -334,3 +353,40 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, order: list[str], evals_
     out_dir = Path(out_dir)
     return [atomic_write_text(out_dir / "table.md", markdown(df, order)),
             atomic_write_text(out_dir / "report.html", html_report(df, order, evals_dir, raw_params))]
+
+
+# ---------------------------------------------------------------- training curves
+
+
+def training_curves(models_dir: Path, cells: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
+    """{(dataset, model): train_log.csv terms averaged over seeds, by iteration} for the given cells."""
+    curves = {}
+    for (dataset, variant), group in cells.groupby(["dataset", "variant"], sort=False):
+        logs = [pd.read_csv(f) for seed in sorted(set(group["seed"]))
+                if (f := Path(models_dir) / dataset / variant / f"seed{seed}" / "train_log.csv").exists()]
+        if logs:
+            curves[(dataset, variant)] = pd.concat(logs).groupby("iteration", as_index=False).mean(numeric_only=True)
+    return curves
+
+
+def write_curves(curves: dict[tuple[str, str], pd.DataFrame], out_dir: Path) -> list[Path]:
+    """One CSV (iteration, value) per dataset/model/term under out_dir, for `dvc plots show`."""
+    paths = []
+    for (dataset, variant), frame in curves.items():
+        for term in frame.columns.drop("iteration"):
+            path = Path(out_dir) / dataset / variant / f"{term.replace('/', '-')}.csv"
+            text = frame[["iteration", term]].rename(columns={term: "value"}).to_csv(index=False)
+            paths.append(atomic_write_text(path, text))
+    return paths
+
+
+def curves_figure(frame: pd.DataFrame, title: str) -> str:
+    terms = list(frame.columns.drop("iteration"))
+    fig, axes = plt.subplots(1, len(terms), figsize=(2.8 * len(terms), 2.2), squeeze=False)
+    for ax, term in zip(axes[0], terms):
+        ax.plot(frame["iteration"], frame[term], lw=1)
+        ax.set_title(term, fontsize=8)
+        ax.tick_params(labelsize=6)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return png_data_uri(fig)

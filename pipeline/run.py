@@ -234,14 +234,20 @@ def aggregate(params: Params, evals_dir: Path, out_dir: Path) -> pd.DataFrame:
         return df
 
 
-def report(params: Params, results_path: Path, evals_dir: Path, out_path: Path) -> Path:
-    """metrics/results.parquet + the per-cell PNGs under evals_dir -> one self-contained HTML page."""
+def report(params: Params, results_path: Path, evals_dir: Path, out_path: Path, models_dir: Path | None = None,
+           curves_dir: Path | None = None) -> Path:
+    """metrics/results.parquet + the per-cell PNGs under evals_dir (+ training logs under models_dir)
+    -> one self-contained HTML page; curves_dir gets the per-term CSVs that `dvc plots show` draws."""
     from pipeline import report as report_mod
     from pipeline.io import atomic_write_text
 
     with stage_timer("report"):
         df = results.read_metrics(results_path)
-        page = report_mod.html_report(df, params.grid.evaluate, Path(evals_dir), params.raw)
+        curves = report_mod.training_curves(models_dir, df[["dataset", "variant", "seed"]].drop_duplicates()) \
+            if models_dir else {}
+        if curves_dir:
+            report_mod.write_curves(curves, curves_dir)
+        page = report_mod.html_report(df, params.grid.evaluate, Path(evals_dir), params.raw, curves)
         atomic_write_text(out_path, page)
         print(f"[report] {len(df)} rows -> {out_path} ({len(page) / 1e6:.1f} MB)")
         return Path(out_path)

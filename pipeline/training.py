@@ -16,6 +16,7 @@ import csv
 import io
 import math
 import time
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from pipeline.io import atomic_torch_save, atomic_write_text
 from pipeline.methods import Method
 
 CHECKPOINT_FORMAT = "train_checkpoint/1"
+# a gated phase may skip every update of an iteration; its schedule still advances with the iteration
+warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`")
 
 
 class TrainingDiverged(RuntimeError):

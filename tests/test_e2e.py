@@ -30,7 +30,8 @@ def test_tiny_dvc_repro(tmp_path):
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["datasets"]["fashion_mnist"].update({"n_train": 2000, "n_test": 300})
-    raw["grid"].update({"seeds": [0], "baselines": ["gan"], "stage2": {"vae": ["avae_b"]}, "evaluate": ["vae", "gan", "avae_b"]})
+    raw["grid"].update({"seeds": [0], "pretrain": ["vae"], "baselines": ["gan"],
+                        "stage2": {"vae": ["avae_b"], "vae_s": []}, "evaluate": ["vae", "gan", "avae_b"]})
     raw["networks"] = {"width": 4, "latent_dim": 8, "mlp_hidden": 16}
     raw["train"].update({"iterations": 20, "log_every": 5, "checkpoint_every": 10})
     raw["models"]["vae"]["train"] = {"iterations": 20}
@@ -47,8 +48,10 @@ def test_tiny_dvc_repro(tmp_path):
     assert set(df["variant"]) == {"vae", "gan", "avae_b"}
     ok = df[df.status == "ok"]
     assert {"mse", "kl", "fd_classifier"} <= set(ok[ok.variant == "avae_b"].metric)
-    assert set(df[df.status == "missing"].metric) <= {"fid", "lpips"}
+    assert set(df[df.status == "missing"].metric) <= {"fid", "fid_64", "fid_192", "fid_768", "fid_seeded",
+                                                      "inception_score", "lpips"}  # no Inception/AlexNet offline
     assert "| avae_b |" in (work / "metrics" / "table.md").read_text()
+    assert "data:image/png;base64," in (work / "metrics" / "report.html").read_text()
     for name in ("samples.png", "reconstructions.png"):
         assert (work / "evals" / "fashion_mnist" / "avae_b" / "seed0" / name).stat().st_size > 100
     assert (work / "models" / "fashion_mnist" / "vae" / "seed0" / "export.pt").exists()

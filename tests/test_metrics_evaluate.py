@@ -14,7 +14,7 @@ from pipeline import evaluate, metrics, weights
 from pipeline.classifier import Classifier, predict
 from pipeline.config import ClassifierConfig, EvaluateConfig
 from pipeline.methods import REGISTRY
-from tests.conftest import TINY_NET
+from tests.conftest import ROOT, TINY_NET
 from tests.test_metrics import random_inception
 
 RECON = {"mse", "kl", "cosine", "lpips", "recon_variance", "recon_accuracy", "recon_accuracy_relative", "fid_seeded",
@@ -86,18 +86,19 @@ def test_gan_cell_has_no_reconstruction_rows(image_prepared, tmp_path, no_weight
     assert (tmp_path / "g" / "interpolation.png").exists()  # from prior draws
 
 
-def test_injected_random_networks_run_every_weighted_metric(image_prepared, tmp_path, no_weights):
+def test_injected_random_networks_run_the_weighted_metrics(image_prepared, tmp_path, no_weights):
     torch.manual_seed(0)
     lpips_model = metrics.lpips_with_backbone(torchvision.models.alexnet())
     nets = evaluate.Networks(inception=(random_inception(), "random-test-inception"),
                              lpips=(lpips_model, "random-test-alexnet"))
-    cell = evaluate.Cell(build("vae", image_prepared.info), image_prepared, cfg(tmp_path), networks=nets)
+    c = cfg(tmp_path, metrics=["lpips", "inception_score"])  # fid / fid_seeded (slow sqrtm): the next test
+    cell = evaluate.Cell(build("vae", image_prepared.info), image_prepared, c, networks=nets)
     by = rows_by_metric(cell.rows())
-    for name in NEEDS_WEIGHTS:
+    assert set(by) == {"lpips", "inception_score"}
+    for name in by:
         assert by[name].status == "ok" and np.isfinite(by[name].value), name
         assert by[name].features.startswith("random-test"), "an injected network is named as such"
     assert by["inception_score"].value >= 1.0
-    assert list((tmp_path / "cache").glob("inception-train-*.npz")), "training statistics cached by hash"
 
 
 def test_metric_selection_and_unknown_names(image_prepared, tmp_path, no_weights):
@@ -143,6 +144,7 @@ def fixture_inception_file(path):
     torch.jit.script(FakeInception()).save(str(path))
 
 
+@pytest.mark.slow  # scipy's sqrtm of 2048 x 2048 covariances
 def test_fixture_weight_files_are_found_and_used(image_prepared, tmp_path, monkeypatch):
     """Weight files of the right format where `python -m pipeline weights` says: fid/lpips/IS compute
     (the values are meaningless, the code path is proven)."""
@@ -159,14 +161,13 @@ def test_fixture_weight_files_are_found_and_used(image_prepared, tmp_path, monke
     alexnet_file.parent.mkdir(parents=True)
     torch.save(torchvision.models.alexnet().state_dict(), alexnet_file)
 
-    params = tmp_path / "params.yaml"
-    params.write_text("{}\n")
-    main(["--params", str(params), "weights"])
+    assert main(["--params", str(ROOT / "params.yaml"), "weights"]) == 0
     assert weights.inception().present and weights.alexnet().present
 
-    c = cfg(tmp_path, metrics=["fid", "inception_score", "lpips"])
+    c = cfg(tmp_path, metrics=["fid", "fid_seeded", "inception_score", "lpips"])
     by = rows_by_metric(evaluate.Cell(build("vae", image_prepared.info), image_prepared, c).rows())
-    assert set(by) == {"fid", "fid_64", "fid_192", "fid_768", "inception_score", "lpips"}
+    assert set(by) == {"fid", "fid_64", "fid_192", "fid_768", "fid_seeded", "inception_score", "lpips"}
+    assert len(list((tmp_path / "cache").glob("inception-train-*.npz"))) == 1, "train statistics cached by hash"
     for row in by.values():
         assert row.status == "ok" and np.isfinite(row.value)
     assert by["fid"].features.startswith(f"inception-2015-12-05:sha256={weights.digest(inception_file)}")
@@ -177,9 +178,7 @@ def test_weights_report_lists_places(capsys, tmp_path, monkeypatch):
     from pipeline.cli import main
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
-    params = tmp_path / "params.yaml"
-    params.write_text("{}\n")
-    main(["--params", str(params), "weights"])
+    assert main(["--params", str(ROOT / "params.yaml"), "weights"]) == 0
     out = capsys.readouterr().out
     assert "alexnet-owt-7be5be79.pth" in out and "inception-2015-12-05.pt" in out and "fid, fid_64" in out
 

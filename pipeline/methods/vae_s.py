@@ -113,9 +113,10 @@ class VAES(VAE):
         return terms, x_recon
 
     def objective_state(self) -> dict:
+        """The λ's as trained (a run shorter than balance_steps exports those its probe reached)."""
         if self.balancing:
-            raise ValueError(f"vae_s: the loss weights are still being probed ({int(self.probe_steps)} of "
-                             f"{self.config.balance_steps} steps); train for at least balance_steps iterations")
+            print(f"[vae_s] note: training ended after {int(self.probe_steps)} of {self.config.balance_steps} "
+                  "probe steps; the loss weights reached so far are exported as the fixed ones")
         return {"rec_weights": self.rec_weights.tolist()}
 
     def load_objective_state(self, state: dict) -> None:

@@ -18,7 +18,7 @@ def mse(x: torch.Tensor, x_hat: torch.Tensor) -> float:
 
 def mean_kl(mu: torch.Tensor, log_sigma: torch.Tensor) -> float:
     """Mean over examples of KL(q(z|x) ‖ p(z))  # AVAE eq. 7"""
-    return float(losses.kl_standard_normal(mu.double(), log_sigma.double()).mean())
+    return float(losses.kl_standard_normal(mu.detach().double(), log_sigma.detach().double()).mean())
 
 
 def cosine(x: torch.Tensor, x_hat: torch.Tensor) -> float:
