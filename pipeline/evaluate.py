@@ -96,7 +96,7 @@ class MetricSpec:
     needs: frozenset = field(default_factory=frozenset)  # subset of NEEDS
 
 
-NEEDS = {"image", "vector", "encoder", "decoder", "classifier"}
+NEEDS = {"image", "vector", "encoder", "posterior", "decoder", "classifier"}  # posterior: stochastic encoder
 METRICS: dict[str, MetricSpec] = {}
 
 
@@ -136,6 +136,7 @@ class Cell:
     def facts(self) -> set[str]:
         facts = {self.info.kind}
         facts |= {"encoder"} if self.has_encoder else set()
+        facts |= {"posterior"} if self.has_encoder and self.method.stochastic_encoder else set()
         facts |= {"decoder"} if self.decode is not None else set()
         facts |= {"classifier"} if self.classifier is not None and self.test_labels is not None else set()
         return facts
@@ -152,7 +153,11 @@ class Cell:
         rows = []
         for spec in self.applicable():
             t0 = time.perf_counter()
-            out = spec.fn(self)
+            try:
+                out = spec.fn(self)
+            except Exception as e:  # recorded, not hidden: the row says which metric failed and why
+                print(f"  metric {spec.name} failed: {type(e).__name__}: {e}")
+                out = [Row(spec.name, float("nan"), "", "", 0, "", "failed", f"{type(e).__name__}: {e}")]
             per_row = (time.perf_counter() - t0) / max(len(out), 1)
             for row in out:
                 row.time_s = row.time_s or per_row
@@ -269,7 +274,7 @@ def mse_metric(cell: Cell) -> list[Row]:
     return [Row("mse", metrics.mse(x, cell.recon), "test", cell.scale, len(x))]
 
 
-@register_metric("kl", "encoder")
+@register_metric("kl", "encoder", "posterior")
 def kl_metric(cell: Cell) -> list[Row]:
     """AVAE §5: KL(q(z|x) ‖ p(z)) of the encoder on the test split, nats."""
     return [Row("kl", metrics.mean_kl(*cell.posterior), "test", "nats", len(cell.test_u8))]
@@ -296,7 +301,7 @@ def lpips_metric(cell: Cell) -> list[Row]:
                 "test", "[-1,1]", n, label)]
 
 
-@register_metric("recon_variance", "encoder", "decoder")
+@register_metric("recon_variance", "encoder", "posterior", "decoder")
 def recon_variance_metric(cell: Cell) -> list[Row]:
     """LSR-GAN T1: variance among images decoded from several z ~ q(z|x) of one x."""
     n = min(cell.cfg.n_variance, len(cell.test_u8))

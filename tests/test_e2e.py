@@ -38,7 +38,8 @@ def test_tiny_dvc_repro(tmp_path):
     raw["evaluate"].update({"n_samples": 300, "batch_size": 150})
     raw["classifier"].update({"epochs": 1})
     (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHONPATH": str(work), "HOME": str(tmp_path)}
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHONPATH": str(work), "HOME": str(tmp_path),
+           "PYTHONDONTWRITEBYTECODE": "1"}  # .pyc files written into pipeline/ would change the stages' deps
     run = lambda *cmd: subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)  # noqa: E731
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
         assert run(*cmd).returncode == 0

@@ -188,3 +188,15 @@ def test_toy_cell(toy_prepared, tmp_path):
     rows = evaluate.CellEvaluator(vae, toy_prepared, cfg(tmp_path, n_samples=200), tmp_path / "t").rows()
     assert {r.metric for r in rows} == {"mse", "kl", "recon_variance", "fd_data", "indep_critic"}
     assert (tmp_path / "t" / "samples.png").exists()
+
+
+def test_a_metric_that_raises_is_recorded_as_failed(image_prepared, tmp_path, monkeypatch):
+    def broken(cell):
+        raise RuntimeError("covariance is not finite")
+
+    monkeypatch.setitem(evaluate.METRICS, "broken", evaluate.MetricSpec("broken", broken, frozenset({"image"})))
+    rows = evaluate.Cell(build("gan", image_prepared.info), image_prepared,
+                         cfg(tmp_path, metrics=["broken", "diversity"])).rows()
+    by = rows_by_metric(rows)
+    assert by["broken"].status == "failed" and by["broken"].reason == "RuntimeError: covariance is not finite"
+    assert by["diversity"].status == "ok"

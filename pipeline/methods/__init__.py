@@ -41,13 +41,16 @@ class Method(nn.Module, abc.ABC):
     implement `phases`, `sample` and, when they have an encoder, `encode`/`reconstruct`.
 
     needs_vae: trained on a frozen stage-1 export (receives it as `vae`);
-    exports_vae: is itself a stage-1 model whose encoder/decoder are exported frozen.
+    exports_vae: is itself a stage-1 model whose encoder/decoder are exported frozen;
+    stochastic_encoder: its encoder is a distribution q(z|x) (False for BiGAN, AGE, α-GAN,
+    whose deterministic encoders have no KL or posterior variance to report).
     """
 
     name: ClassVar[str]
     config_cls: ClassVar[type]
     needs_vae: ClassVar[bool] = False
     exports_vae: ClassVar[bool] = False
+    stochastic_encoder: ClassVar[bool] = True  # False: encode() is a point mass (no KL, no posterior draws)
 
     def __init__(self, config, info: DataInfo, net: NetworkConfig, vae: nn.Module | None = None):
         super().__init__()

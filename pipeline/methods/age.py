@@ -47,6 +47,7 @@ class Age(Method):
 
     name = "age"
     config_cls = AgeConfig
+    stochastic_encoder = False  # deterministic encoder: no kl / recon_variance rows
 
     def __init__(self, config: AgeConfig, info, net, vae=None):
         super().__init__(config, info, net)

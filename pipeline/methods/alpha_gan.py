@@ -62,6 +62,7 @@ class AlphaGan(Method):
 
     name = "alpha_gan"
     config_cls = AlphaGanConfig
+    stochastic_encoder = False  # deterministic encoder: no kl / recon_variance rows
 
     def __init__(self, config: AlphaGanConfig, info, net, vae=None):
         super().__init__(config, info, net)

@@ -40,6 +40,7 @@ class Bigan(Method):
 
     name = "bigan"
     config_cls = BiganConfig
+    stochastic_encoder = False  # deterministic encoder: no kl / recon_variance rows
 
     def __init__(self, config: BiganConfig, info, net, vae=None):
         super().__init__(config, info, net)
