@@ -1,6 +1,6 @@
 """Cost of every metric: seconds per metric per 1,000 samples on the default params.
 
-    python bench/metrics_bench.py [--params params.yaml] [--dataset fashion_mnist] [--model vae]
+    python benchmarks/metrics_bench.py [--params params.yaml] [--dataset fashion_mnist] [--model vae]
         [--seed 0] [--classifier classifiers/fashion_mnist] [--n-samples N]
 
 Evaluates one trained cell (models/<dataset>/<model>/seed<k>) metric by metric, timing the
