@@ -105,12 +105,12 @@ class Encoder(nn.Module):
     network outputs log sigma beside mu.
     """
 
-    def __init__(self, info: DataInfo, net: NetworkConfig, sigma: str):
+    def __init__(self, info: DataInfo, net: NetworkConfig, sigma: str, body: nn.Module | None = None):
         super().__init__()
         self.sigma_mode = sigma
         self.latent_dim = net.latent_dim
         out = net.latent_dim * (2 if sigma == "encoder" else 1)
-        self.body = build_critic(info, net, out_dim=out)
+        self.body = body if body is not None else build_critic(info, net, out_dim=out)  # any body with `out` outputs
         if sigma == "learned":
             self.log_sigma = nn.Parameter(torch.zeros(net.latent_dim))
 

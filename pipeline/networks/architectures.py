@@ -8,7 +8,6 @@ Vector data (toy2d) always uses the two-hidden-layer MLPs of AVAE §5.1, whateve
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from pipeline.config import NetworkConfig
@@ -31,24 +30,6 @@ def check_architecture(architecture: str, info: DataInfo) -> None:
         avae_s.layout(info.resolution)
 
 
-class BodyEncoder(nn.Module):
-    """q(z|x) = N(mu(x), diag sigma^2) on any body network; the contract and parameter names of
-    pipeline.networks.Encoder (body.*, log_sigma)."""
-
-    def __init__(self, body: nn.Module, latent_dim: int, sigma: str):
-        super().__init__()
-        self.sigma_mode, self.latent_dim, self.body = sigma, latent_dim, body
-        if sigma == "learned":
-            self.log_sigma = nn.Parameter(torch.zeros(latent_dim))
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.body(x)
-        if self.sigma_mode == "encoder":
-            mu, log_sigma = h.chunk(2, dim=1)
-            return mu, log_sigma.clamp(-10, 5)
-        return h, self.log_sigma.expand_as(h)
-
-
 def build_encoder(architecture: str, info: DataInfo, net: NetworkConfig, sigma: str) -> nn.Module:
     """Gaussian encoder of the named architecture (sigma: 'learned' or 'encoder')."""
     check_architecture(architecture, info)
@@ -57,7 +38,7 @@ def build_encoder(architecture: str, info: DataInfo, net: NetworkConfig, sigma: 
     out = net.latent_dim * (2 if sigma == "encoder" else 1)
     body = (resnet.ResNetEncoderBody(out, info, net.width) if architecture == "resnet"
             else avae_s.AvaeSEncoderBody(out, info, net.width))
-    return BodyEncoder(body, net.latent_dim, sigma)
+    return Encoder(info, net, sigma, body)
 
 
 def build_decoder(architecture: str, in_dim: int, info: DataInfo, net: NetworkConfig) -> nn.Module:
