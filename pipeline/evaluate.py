@@ -397,13 +397,17 @@ def diversity_metric(cell: Cell) -> list[Row]:
 def indep_critic_metric(cell: Cell) -> list[Row]:
     """α-GAN §4: −W from an independent WGAN-GP critic; the test split is halved into critic-training
     data ('validation') and evaluation data ('test'), the samples likewise."""
-    real, fake = cell.model_scale(cell.test_u8), cell.model_scale(cell.samples_u8)
+    return [independent_critic_row(cell, cell.model_scale(cell.test_u8), cell.model_scale(cell.samples_u8))]
+
+
+def independent_critic_row(cell: Cell, real: torch.Tensor, fake: torch.Tensor) -> Row:
+    """Train the critic on the first halves of real and fake, report −W on the second halves."""
     half_r, half_f = len(real) // 2, len(fake) // 2
     s = cell.cfg
     settings = metrics.CriticSettings(s.critic_steps, s.critic_batch_size, s.critic_lr, s.critic_width)
     value = metrics.independent_critic(real[:half_r], fake[:half_f], real[half_r:], fake[half_f:], settings, cell.seed)
-    return [Row("indep_critic", value, "test", cell.info.scale, len(fake) - half_f,
-                f"wgan-gp-critic:steps={s.critic_steps}")]
+    return Row("indep_critic", value, "test", cell.info.scale, len(fake) - half_f,
+               f"wgan-gp-critic:steps={s.critic_steps}")
 
 
 @register_metric("sharpness", "image")
@@ -437,13 +441,7 @@ def fd_data_metric(cell: Cell) -> list[Row]:
 def indep_critic_vector_metric(cell: Cell) -> list[Row]:
     """The independent Wasserstein critic on vector data (MLP critic)."""
     real = torch.from_numpy(np.asarray(cell.test_u8, dtype=np.float32))
-    fake = cell.samples.float()
-    half_r, half_f = len(real) // 2, len(fake) // 2
-    s = cell.cfg
-    settings = metrics.CriticSettings(s.critic_steps, s.critic_batch_size, s.critic_lr, s.critic_width)
-    value = metrics.independent_critic(real[:half_r], fake[:half_f], real[half_r:], fake[half_f:], settings, cell.seed)
-    return [Row("indep_critic", value, "test", cell.info.scale, len(fake) - half_f,
-                f"wgan-gp-critic:steps={s.critic_steps}")]
+    return [independent_critic_row(cell, real, cell.samples.float())]
 
 
 # ---------------------------------------------------------------- pictures

@@ -11,7 +11,6 @@ streams them into memory-mapped arrays without holding a split in memory.
 from __future__ import annotations
 
 import abc
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.config import DatasetConfig, require
-from pipeline.data import DataInfo, DatasetCorrupt, DatasetMissing
+from pipeline.data import DataInfo, DatasetCorrupt, DatasetMissing, file_digest
 
 RAW_ROOT = Path("data/raw")  # default location of raw files: data/raw/<dataset> (relative to the repository)
 
@@ -226,12 +225,9 @@ def decode_image(blob: bytes, what: str) -> Image.Image:
 # ------------------------------------------------------------------ verification
 
 
-def md5_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+def md5_file(path: Path) -> str:
+    """md5 of a raw file: the checksum the official distributions (and torchvision) publish."""
+    return file_digest(path, "md5")
 
 
 def verify_md5(path: Path, expected: str, fix: str) -> str:
