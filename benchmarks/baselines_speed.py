@@ -35,12 +35,11 @@ def cost_per_iteration(params, model: str, data, iters: int, folder: Path) -> tu
     torch.manual_seed(0)
     method = build_method(spec.method, spec.config, data.info, params.networks, None).train()
     sampler = BatchSampler(data.x("train"), data.info, spec.train.batch_size, torch.device("cpu"), 0)
-    trainer = Trainer(method, sampler, spec.train, folder / f"{model}.pt", folder / f"{model}.csv", "bench")
-    sums: dict = {}
-    trainer.step(sums)
+    trainer = Trainer(method, sampler, spec.train, folder / f"{model}_ck", folder / f"{model}.csv", "bench")
+    trainer.step()
     cpu, wall = time.process_time(), time.perf_counter()
     for _ in range(iters):
-        trainer.step(sums)
+        trainer.step()
     return (time.process_time() - cpu) / iters, (time.perf_counter() - wall) / iters
 
 

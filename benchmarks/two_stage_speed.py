@@ -62,15 +62,15 @@ def main() -> None:
         for name in MODELS:
             method, cfg = build(params, name, exports, Path(tmp))
             sampler = BatchSampler(data, INFO, cfg.batch_size, torch.device("cpu"), 0)
-            trainers[name] = (Trainer(method.train(), sampler, cfg, Path(tmp) / f"{name}.ck", Path(tmp) / "log.csv",
+            trainers[name] = (Trainer(method.train(), sampler, cfg, Path(tmp) / f"{name}_ck", Path(tmp) / "log.csv",
                                       "bench"), cfg)
         seconds = {name: 0.0 for name in MODELS}
         for _ in range(args.rounds):
             for name, (trainer, _) in trainers.items():
-                trainer.step({})  # warm-up of this round
+                trainer.step()  # warm-up of this round
                 t0 = time.perf_counter()
                 for _ in range(args.iters):
-                    trainer.step({})
+                    trainer.step()
                 seconds[name] += time.perf_counter() - t0
     n = args.rounds * args.iters
     base = seconds["vae"] / n

@@ -79,21 +79,20 @@ def time_training(model: str, params: Params, info: DataInfo, device: torch.devi
     data = np.random.default_rng(0).integers(0, 256, (max(4 * cfg.batch_size, 512), *info.shape), dtype=np.uint8)
     sampler = BatchSampler(data, info, cfg.batch_size, device, 0)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(method, sampler, cfg, Path(tmp) / "ck.pt", Path(tmp) / "log.csv", "bench", f"bench {model}")
+        trainer = Trainer(method, sampler, cfg, Path(tmp) / "ck", Path(tmp) / "log.csv", "bench", f"bench {model}")
         method.train()
-        sums: dict = {}
         for _ in range(warmup):
-            trainer.step(sums)
+            trainer.step()
         sync(device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
         for _ in range(steps):
-            trainer.step(sums)
+            trainer.step()
         sync(device)
         elapsed = time.perf_counter() - t0
         with FlopCounterMode(display=False) as counter:
-            trainer.step(sums)
+            trainer.step()
     memory = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     return {"it_s": steps / elapsed, "flops": counter.get_total_flops(), "peak_bytes": memory}
 

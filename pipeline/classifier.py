@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from pipeline.config import ClassifierConfig
 from pipeline.data import DataInfo, Prepared
-from pipeline.io import atomic_torch_save
+from pipeline.io import atomic_torch_save, safe_torch_load
 
 CLASSIFIER_FORMAT = "classifier/1"
 
@@ -89,8 +89,8 @@ def load_classifier(path: str | Path) -> tuple[Classifier, dict]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"classifier {path} not found: run `dvc repro train_classifier` first")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    if blob.get("format") != CLASSIFIER_FORMAT:
+    blob = safe_torch_load(path, "re-run `dvc repro train_classifier`")
+    if not isinstance(blob, dict) or blob.get("format") != CLASSIFIER_FORMAT:
         raise ValueError(f"{path} is not a {CLASSIFIER_FORMAT} file; re-run `dvc repro train_classifier`")
     model = Classifier(DataInfo.from_dict(blob["info"]), ClassifierConfig(**blob["config"]))
     model.load_state_dict(blob["state_dict"])

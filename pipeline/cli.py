@@ -9,6 +9,7 @@ are looked for), check (validate params.yaml).
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -101,6 +102,26 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def require_prepared(data_dir: Path, dataset: str) -> None:
+    """Stop a stage before it does anything when its --data folder holds no prepared dataset."""
+    from pipeline.data import DatasetMissing  # load_prepared's error: the stage would raise it later
+
+    fix = f"prepare it first: `dvc repro prepare@{dataset}` or `python -m pipeline prepare {dataset} --out {data_dir}`"
+    if not data_dir.is_dir():
+        raise DatasetMissing(f"--data {data_dir}: no such folder; {fix}")
+    if not (data_dir / "meta.json").is_file():
+        raise DatasetMissing(f"--data {data_dir} holds no prepared dataset (no meta.json); {fix}")
+
+
+def prepared_dataset(args: argparse.Namespace) -> str | None:
+    """The dataset a stage's --data folder must hold (None for commands without --data)."""
+    if args.command == "toy":
+        from pipeline.toy import DATASET
+
+        return DATASET
+    return args.dataset if args.command in ("train", "train-classifier", "evaluate") else None
+
+
 def run(args: argparse.Namespace) -> int:
     from pipeline import run as stages
 
@@ -120,6 +141,9 @@ def run(args: argparse.Namespace) -> int:
         print(diff(args.rev, args.rev2, show_all=args.all), end="")
         return 0
     params = load_params(args.params)
+    dataset = prepared_dataset(args)
+    if dataset is not None:
+        require_prepared(args.data, dataset)
     if args.command == "check":
         stages.check_grid(params)
         g = params.grid
@@ -162,13 +186,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def report_error(message: str) -> None:
+    """One `error:` line on stderr per line of `message` (a ConfigError lists one problem a line)."""
+    for line in message.splitlines() or [""]:
+        print(f"error: {line}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; bad input (params, folders, a full disk) ends in `error:` lines and a
+    non-zero exit, not a traceback (2: params, 1: anything else). Programming errors still raise."""
     args = parser().parse_args(argv)
     try:
         return run(args)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        report_error(str(e))
         return 2
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+    except OSError as e:  # FileNotFoundError (a missing input) included
+        if e.errno == errno.ENOSPC:
+            where = f" ({e.filename})" if e.filename else ""
+            report_error(f"the disk is full{where}: nothing was overwritten (outputs are written to a temporary "
+                         "file, then renamed); free some space and run the command again")
+        else:
+            report_error(f"{type(e).__name__}: {e}")
+        return 1
+    except (ValueError, RuntimeError) as e:
+        report_error(f"{type(e).__name__}: {e}")
         return 1

@@ -4,38 +4,96 @@ Every section of params.yaml maps to a dataclass here (or to a method's own conf
 dataclass, see `pipeline.methods`). `from_dict` rejects unknown keys and values of the wrong
 type, each dataclass checks its ranges in `__post_init__`, and `load_params` checks the
 cross-references (grid -> models -> methods), so a bad params file stops a run before any
-training with an error that names the key and what is allowed.
+training with an error that names the key and what is allowed. Problems that do not depend on
+each other are collected (`Problems`), so one ConfigError lists them all, one line each.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
+import functools
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import yaml
 
 
 class ConfigError(ValueError):
-    """A params file is wrong; the message names the key and the fix."""
+    """A params file is wrong; the message names the key and the fix (one line per problem)."""
+
+
+# inside `Problems.recording()`: where `require` records a failed check and goes on, so that
+# checks which do not depend on each other (a dataclass's ranges, the grid's references) all report
+_RECORDING: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("config_recording", default=None)
 
 
 def require(ok: bool, key: str, message: str) -> None:
-    """Raise ConfigError for `key` unless `ok`."""
-    if not ok:
-        raise ConfigError(f"params: '{key}' {message}")
+    """Raise ConfigError for `key` unless `ok` (inside `Problems.recording()`: record it)."""
+    if ok:
+        return
+    problem = f"params: '{key}' {message}"
+    found = _RECORDING.get()
+    if found is None:
+        raise ConfigError(problem)
+    found.append(problem)
+
+
+class Problems:
+    """The independent problems of a params file, collected so that one error lists them all."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, error: ConfigError) -> None:
+        for line in str(error).splitlines():
+            if line not in self.lines:  # a shared cause is listed once
+                self.lines.append(line)
+
+    @contextlib.contextmanager
+    def recording(self):
+        """Within the block, `require` records a failed check here instead of raising: only
+        around checks that do not depend on each other (never around from_dict's parsing)."""
+        found: list[str] = []
+        token = _RECORDING.set(found)
+        try:
+            yield
+        finally:
+            _RECORDING.reset(token)
+            self.add(ConfigError("\n".join(found)))
+
+    @contextlib.contextmanager
+    def check(self):
+        """Record a ConfigError raised in the block instead of stopping at it."""
+        try:
+            yield
+        except ConfigError as e:
+            self.add(e)
+
+    def parse(self, build: Callable[[], Any]) -> Any:
+        """build(), or None with its ConfigError recorded."""
+        try:
+            return build()
+        except ConfigError as e:
+            self.add(e)
+            return None
+
+    def raise_if_any(self) -> None:
+        if self.lines:
+            raise ConfigError("\n".join(self.lines))
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        errors = []
         for arg in args:
             if arg is type(None):
                 if value is None:
@@ -43,8 +101,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 continue
             try:
                 return _coerce(value, arg, key)
-            except ConfigError as e:
-                errors.append(str(e))
+            except ConfigError:
+                continue
         raise ConfigError(f"params: '{key}' = {value!r} has the wrong type; expected {hint}")
     if origin is typing.Literal:
         require(value in args, key, f"= {value!r} is not allowed; choose one of {list(args)}")
@@ -52,12 +110,21 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if origin in (list, tuple):
         require(isinstance(value, (list, tuple)), key, f"= {value!r} must be a list")
         inner = args[0] if args else Any
-        out = [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+        problems, out = Problems(), []
+        for i, v in enumerate(value):
+            with problems.check():
+                out.append(_coerce(v, inner, f"{key}[{i}]"))
+        problems.raise_if_any()
         return tuple(out) if origin is tuple else out
     if origin is dict:
         require(isinstance(value, dict), key, f"= {value!r} must be a mapping")
         kt, vt = args if args else (Any, Any)
-        return {_coerce(k, kt, key): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
+        problems, out = Problems(), {}
+        for k, v in value.items():
+            with problems.check():
+                out[_coerce_key(k, kt, key)] = _coerce(v, vt, f"{key}.{k}")
+        problems.raise_if_any()
+        return out
     if dataclasses.is_dataclass(hint):
         return from_dict(hint, value, key)
     if hint is Any:
@@ -74,8 +141,9 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 value = float(value)
             except ValueError:
                 pass
-        require(isinstance(value, (int, float)) and not isinstance(value, bool), key,
-                f"= {value!r} must be a number")
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        require(is_number, key, f"= {value!r} must be a number")
+        require(not is_number or math.isfinite(value), key, f"= {value!r} must be a finite number")
         return float(value)
     if hint is str:
         require(isinstance(value, str), key, f"= {value!r} must be a string")
@@ -83,20 +151,57 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     return value
 
 
+def _coerce_key(name: Any, hint: Any, where: str) -> Any:
+    """A mapping's key: YAML reads `1:` or `true:` as a number or a bool where a name belongs."""
+    if hint is str:
+        require(isinstance(name, str), f"{where}.{name}",
+                f"has a name of type {type(name).__name__}; names are strings: quote it ('{name}')")
+        return name
+    return _coerce(name, hint, f"{where}.{name}")
+
+
 def from_dict(cls: type, data: dict | None, where: str) -> Any:
-    """Build dataclass `cls` from `data`, rejecting unknown keys; `where` prefixes key names."""
+    """Build dataclass `cls` from `data`, rejecting unknown keys; `where` prefixes key names.
+
+    Every unknown key, wrong type and failed range check is reported (one line each) in one
+    ConfigError."""
     data = {} if data is None else data
     require(isinstance(data, dict), where, f"must be a mapping of {cls.__name__} fields, got {data!r}")
     names = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - names)
-    require(not unknown, f"{where}.{unknown[0]}" if unknown else where,
-            f"is not a known key; allowed keys of '{where}': {sorted(names)}")
     hints = typing.get_type_hints(cls)
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    problems, kwargs = Problems(), {}
+    for key, value in data.items():
+        with problems.check():
+            require(key in names, f"{where}.{key}", f"is not a known key; allowed keys of '{where}': {sorted(names)}")
+            kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
+    # the range checks run on the well-typed keys too (a bad key keeps its default meanwhile)
+    built = problems.parse(lambda: _construct(cls, kwargs, where))
+    problems.raise_if_any()
+    return built
+
+
+def _construct(cls: type, kwargs: dict, where: str) -> Any:
+    """cls(**kwargs), reporting every range check of its __post_init__ that fails."""
+    checks = Problems()
     try:
-        return cls(**kwargs)
+        with checks.recording():
+            obj = cls(**kwargs)
     except TypeError as e:  # a required field is missing
-        raise ConfigError(f"params: '{where}' is incomplete: {e}") from None
+        checks.add(ConfigError(f"params: '{where}' is incomplete: {e}"))
+    except ConfigError as e:  # methods' configs raise their checks directly
+        checks.add(e)
+    if checks.lines:
+        raise ConfigError("\n".join(_locate(line, where) for line in checks.lines))
+    return obj
+
+
+def _locate(message: str, where: str) -> str:
+    """Name the entry in a dataclass's generic message: 'models.*.lr' -> 'models.vae.lr',
+    and 'train.iterations' -> 'models.vae.train.iterations' for a model's train overrides."""
+    parent, _, last = where.rpartition(".")
+    if not parent:
+        return message
+    return message.replace(f"'{parent}.*", f"'{where}").replace(f"'{last}.", f"'{where}.")
 
 
 def to_dict(obj: Any) -> dict:
@@ -120,7 +225,8 @@ class TrainConfig:
     log_every: iterations between rows of train_log.csv; checkpoint_every: iterations between
     resumable checkpoints; device: auto | cpu | cuda | cuda:N; threads: CPU threads (0 = all);
     lr_decay_to: final learning rate as a fraction of the initial one (exponential decay);
-    channels_last, autocast, fused_optimizer, compile: speed options (see training.py).
+    channels_last, autocast, fused_optimizer, compile: speed options (see training.py);
+    keep_checkpoints: checkpoints kept; deterministic: deterministic kernels only.
     """
 
     iterations: int = 50_000  # AVAE §5: 5e4 iterations
@@ -135,12 +241,15 @@ class TrainConfig:
     autocast: Literal["off", "bf16"] = "off"  # bf16 autocast of network forwards; losses stay fp32
     fused_optimizer: bool = False  # Adam with foreach (CPU) / fused (CUDA) kernels
     compile: bool = False  # torch.compile every network (worth it for long GPU runs only)
+    keep_checkpoints: int = 2  # newest checkpoints kept in the checkpoint folder
+    deterministic: bool = False  # deterministic kernels only: bitwise-reproducible CPU runs (training.py)
 
     def __post_init__(self) -> None:
         require(self.iterations >= 1, "train.iterations", f"= {self.iterations} must be >= 1")
         require(self.batch_size >= 2, "train.batch_size", f"= {self.batch_size} must be >= 2")
         require(self.log_every >= 1, "train.log_every", "must be >= 1")
         require(self.checkpoint_every >= 1, "train.checkpoint_every", "must be >= 1")
+        require(self.keep_checkpoints >= 1, "train.keep_checkpoints", f"= {self.keep_checkpoints} must be >= 1")
         require(self.threads >= 0, "train.threads", "must be >= 0")
         require(0.0 < self.lr_decay_to <= 1.0, "train.lr_decay_to", f"= {self.lr_decay_to} must be in (0, 1]")
         require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
@@ -416,68 +525,91 @@ class Params:
 
 
 TOP_LEVEL = ("datasets", "grid", "networks", "train", "evaluate", "classifier", "models", "toy", "orchestration")
+# the sections that are one dataclass each; `datasets` and `models` map names to entries
+SECTIONS = {"grid": GridConfig, "networks": NetworkConfig, "train": TrainConfig, "evaluate": EvaluateConfig,
+            "classifier": ClassifierConfig, "toy": ToyConfig, "orchestration": OrchestrationConfig}
 
 
-def parse_model(name: str, entry: dict, train_defaults: dict) -> ModelSpec:
-    """A `models.<name>` entry: {method, train: {...overrides}, **method config fields}."""
+def parse_model(name: str, entry: dict, train: TrainConfig) -> ModelSpec:
+    """A `models.<name>` entry: {method, train: {...overrides of `train`}, **method config fields}."""
     from pipeline.methods import REGISTRY  # methods import config, not the other way round
 
     where = f"models.{name}"
     require(isinstance(entry, dict) and "method" in entry, where, "must be a mapping with a 'method' key")
     entry = dict(entry)
     method = entry.pop("method")
-    require(method in REGISTRY, f"{where}.method", f"= {method!r} is not a registered method; "
-            f"registered: {sorted(REGISTRY)} (python -m pipeline methods)")
-    train_over = entry.pop("train", {}) or {}
-    require(isinstance(train_over, dict), f"{where}.train", "must be a mapping of train keys")
-    train = from_dict(TrainConfig, {**train_defaults, **train_over}, f"{where}.train" if train_over else "train")
-    config = from_dict(REGISTRY[method].config_cls, entry, where)
-    return ModelSpec(name=name, method=method, config=config, train=train)
+    require(isinstance(method, str) and method in REGISTRY, f"{where}.method", f"= {method!r} is not a registered "
+            f"method; registered: {sorted(REGISTRY)} (python -m pipeline methods)")
+    train_over = entry.pop("train", None)
+    train_over = {} if train_over is None else train_over
+    require(isinstance(train_over, dict), f"{where}.train", f"= {train_over!r} must be a mapping of train keys")
+    problems = Problems()
+    model_train = problems.parse(lambda: from_dict(TrainConfig, {**to_dict(train), **train_over}, f"{where}.train"))
+    config = problems.parse(lambda: from_dict(REGISTRY[method].config_cls, entry, where))
+    problems.raise_if_any()
+    return ModelSpec(name=name, method=method, config=config, train=model_train)
 
 
-def parse_params(raw: dict) -> Params:
-    """Validate a params mapping (see params.yaml) into Params; raises ConfigError."""
-    require(isinstance(raw, dict), "<root>", "params must be a mapping")
-    unknown = sorted(set(raw) - set(TOP_LEVEL))
-    require(not unknown, unknown[0] if unknown else "", f"is not a known section; allowed: {list(TOP_LEVEL)}")
+def _parse_dataset(name: str, entry: Any) -> DatasetConfig:
+    """A `datasets.<name>` entry; its loader (default: its name) must be a registered dataset."""
     from pipeline.data import DATASETS
+
+    cfg = from_dict(DatasetConfig, entry, f"datasets.{name}")
+    loader = cfg.loader or name
+    require(loader in DATASETS, f"datasets.{name}" + (".loader" if cfg.loader else ""),
+            f"names no known dataset ({loader!r}); known: {sorted(DATASETS)} (python -m pipeline data)")
+    return cfg
+
+
+def _parse_entries(section: Any, where: str, parse_entry: Callable[[str, Any], Any],
+                   problems: Problems) -> tuple[dict, set[str]]:
+    """Parse each entry of a name -> entry section on its own, so one bad entry hides no other.
+
+    Returns the parsed entries and the keys already reported (`<where>.<name>`, or `<where>`
+    itself when the section is no mapping), which the grid's references then skip."""
+    if section is None:
+        return {}, set()
+    if not isinstance(section, dict):
+        problems.add(ConfigError(f"params: '{where}' = {section!r} must be a mapping of names to entries"))
+        return {}, {where}
+    parsed, reported = {}, set()
+    for name, entry in section.items():
+        try:
+            name = _coerce_key(name, str, where)
+            parsed[name] = parse_entry(name, entry)
+        except ConfigError as e:
+            problems.add(e)
+            reported.add(f"{where}.{name}")
+    return parsed, reported
+
+
+def _check_grid_names(g: GridConfig, datasets: dict, models: dict, reported: set[str]) -> None:
+    """Every dataset and model the grid names is defined (unless its entry was already reported)."""
+    for name in g.datasets:
+        if {"datasets", f"datasets.{name}"}.isdisjoint(reported):
+            require(name in datasets, f"datasets.{name}", f"is not defined; defined: {sorted(datasets)}")
+    for name in dict.fromkeys([*g.pretrain, *g.baselines, *g.evaluate, *(m for ms in g.stage2.values() for m in ms)]):
+        if {"models", f"models.{name}"}.isdisjoint(reported):
+            require(name in models, f"models.{name}", f"is not defined; defined models: {sorted(models)}")
+
+
+def _check_grid_stages(g: GridConfig, models: dict[str, ModelSpec]) -> None:
+    """Each grid model sits in the stage its method belongs to (stage 1, baseline, stage 2)."""
     from pipeline.methods import REGISTRY
 
-    datasets = _coerce(raw.get("datasets", {}), dict[str, DatasetConfig], "datasets")
-    for name in datasets:
-        loader = datasets[name].loader or name
-        require(loader in DATASETS, f"datasets.{name}" + (".loader" if datasets[name].loader else ""),
-                f"names no known dataset ({loader!r}); known: {sorted(DATASETS)} (python -m pipeline data)")
-    train_raw = raw.get("train", {}) or {}
-    params = Params(
-        datasets=datasets,
-        grid=from_dict(GridConfig, raw.get("grid"), "grid"),
-        networks=from_dict(NetworkConfig, raw.get("networks"), "networks"),
-        train=from_dict(TrainConfig, train_raw, "train"),
-        evaluate=from_dict(EvaluateConfig, raw.get("evaluate"), "evaluate"),
-        classifier=from_dict(ClassifierConfig, raw.get("classifier"), "classifier"),
-        models={n: parse_model(n, e, train_raw) for n, e in (raw.get("models") or {}).items()},
-        toy=from_dict(ToyConfig, raw.get("toy"), "toy"),
-        orchestration=from_dict(OrchestrationConfig, raw.get("orchestration"), "orchestration"),
-        raw=raw,
-    )
-    g = params.grid
-    for d in g.datasets:
-        params.dataset(d)
-    for name in [*g.pretrain, *g.baselines, *g.evaluate, *(m for ms in g.stage2.values() for m in ms)]:
-        params.model(name)
+    method = {name: REGISTRY[spec.method] for name, spec in models.items()}
     for name in g.pretrain:
-        require(REGISTRY[params.models[name].method].exports_vae, f"grid.pretrain ({name})",
+        require(name not in method or method[name].exports_vae, f"grid.pretrain ({name})",
                 "must be a method that exports a frozen VAE (method: vae)")
     for name in g.baselines:
-        require(not REGISTRY[params.models[name].method].needs_vae, f"grid.baselines ({name})",
+        require(name not in method or not method[name].needs_vae, f"grid.baselines ({name})",
                 "builds on a frozen VAE export: list it under grid.stage2")
     for export, names in g.stage2.items():
         # an empty list needs no export (dvc.yaml's matrix names every stage2 key; a grid may leave one empty)
         require(export in g.pretrain or not names, f"grid.stage2.{export}",
                 f"is not a stage-1 model of grid.pretrain {g.pretrain}")
         for name in names:
-            require(REGISTRY[params.models[name].method].needs_vae, f"grid.stage2.{export} ({name})",
+            require(name not in method or method[name].needs_vae, f"grid.stage2.{export} ({name})",
                     "trains from scratch: list it under grid.baselines")
     stage2 = [m for ms in g.stage2.values() for m in ms]
     require(len(stage2) == len(set(stage2)), "grid.stage2", "lists a model under two exports")
@@ -485,16 +617,50 @@ def parse_params(raw: dict) -> Params:
     for name in g.evaluate:
         require(name in trained, f"grid.evaluate ({name})",
                 "is not trained by the grid: add it to grid.pretrain, grid.baselines or grid.stage2.<export>")
-    return params
+
+
+def parse_params(raw: dict) -> Params:
+    """Validate a params mapping (see params.yaml) into Params.
+
+    Raises one ConfigError that lists every independent problem, one line each: each section
+    and each dataset / model entry is checked on its own, then the grid's cross-references."""
+    require(isinstance(raw, dict), "<root>", f"params must be a mapping of sections {list(TOP_LEVEL)}, "
+            f"got {type(raw).__name__}")
+    problems = Problems()
+    with problems.recording():
+        for key in raw:
+            require(key in TOP_LEVEL, str(key), f"is not a known section; allowed: {list(TOP_LEVEL)}")
+    sections = {name: problems.parse(functools.partial(from_dict, cls, raw.get(name), name))
+                for name, cls in SECTIONS.items()}
+    train = sections["train"] or TrainConfig()  # a bad train section is reported once, not per model
+    datasets, bad_datasets = _parse_entries(raw.get("datasets"), "datasets", _parse_dataset, problems)
+    models, bad_models = _parse_entries(raw.get("models"), "models", lambda n, e: parse_model(n, e, train), problems)
+    if sections["grid"] is not None:
+        with problems.recording():
+            _check_grid_names(sections["grid"], datasets, models, bad_datasets | bad_models)
+            _check_grid_stages(sections["grid"], models)
+    problems.raise_if_any()
+    return Params(datasets=datasets, models=models, raw=raw, **sections)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate a params file; a missing or malformed file is a ConfigError."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise ConfigError(f"params file {path} not found: run from the repository root or pass --params")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not UTF-8 text ({e}): save it as UTF-8 YAML") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {e}") from None
-    return parse_params(raw or {})
+        raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(e)}") from None
+    except RecursionError:  # PyYAML's parser recurses once per nesting level
+        raise ConfigError(f"{path} is not valid YAML: nested too deeply") from None
+    return parse_params({} if raw is None else raw)
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """One line from a YAML error: what is wrong and where (PyYAML's own message spans lines)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).strip().splitlines()[0]
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark else problem

@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline.config import DatasetConfig
-from pipeline.io import atomic_write_text
+from pipeline.io import atomic_write_text, fsync_dir, fsync_file
 
 if TYPE_CHECKING:
     from pipeline.datasets.base import Plan, Split
@@ -179,12 +179,24 @@ def write_prepared(plan: "Plan", out_dir: Path, chunk: int) -> Path:
             sizes[key] = split.n
     meta = {"format_version": FORMAT_VERSION, "info": asdict(plan.info), **plan.meta,
             "files": checksums, "sizes": sizes}
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+    for fname in checksums:  # the header numpy wrote is not covered by the memory maps' flushes
+        fsync_file(tmp / fname)
+    atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=2, default=str))
     (tmp / PROGRESS).unlink()
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+    _replace_folder(tmp, out_dir)
     return out_dir
+
+
+def _replace_folder(new: Path, target: Path) -> None:
+    """Rename the complete folder `new` onto `target`; an old `target` is moved aside first and
+    deleted only once `new` is in place (a folder cannot be renamed onto a non-empty one)."""
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    fsync_dir(target.parent)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _resume_or_start(tmp: Path, fingerprint: str) -> dict:
@@ -254,13 +266,20 @@ def load_prepared(folder: str | Path, verify: bool = True) -> Prepared:
     meta_path = folder / "meta.json"
     if not meta_path.exists():
         raise DatasetMissing(f"{folder} holds no prepared dataset (no meta.json): run `dvc repro prepare` first")
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except ValueError as e:
+        raise DatasetCorrupt(f"{meta_path}: not valid JSON ({e}); re-run `dvc repro prepare` "
+                             "(or `dvc checkout`) to restore it") from None
     if meta.get("format_version") != FORMAT_VERSION:
         raise DatasetCorrupt(f"{folder}: prepared format {meta.get('format_version')} != {FORMAT_VERSION}; "
                              "re-run `dvc repro prepare`")
     arrays = {}
     for fname, digest in meta["files"].items():
         path = folder / fname
+        if not path.exists():
+            raise DatasetCorrupt(f"{path}: listed in meta.json but absent; re-run `dvc repro prepare` "
+                                 "(or `dvc checkout`) to restore it")
         if verify and sha256_file(path) != digest:
             raise DatasetCorrupt(f"{path}: checksum differs from meta.json; re-run `dvc repro prepare` "
                                  "(or `dvc checkout`) to restore it")

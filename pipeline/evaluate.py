@@ -34,6 +34,7 @@ from pipeline import metrics, weights  # noqa: E402
 from pipeline.classifier import Classifier  # noqa: E402
 from pipeline.config import EvaluateConfig, stable_hash  # noqa: E402
 from pipeline.data import Prepared, to_model_scale, to_unit_scale  # noqa: E402
+from pipeline.io import atomic_write  # noqa: E402
 from pipeline.methods import Method  # noqa: E402
 
 
@@ -466,9 +467,9 @@ class Pictures:
         return paths
 
     def _save(self, images01: torch.Tensor, name: str, nrow: int) -> Path:
-        path = self.out_dir / name
-        save_image(images01, path, nrow=nrow, padding=1)
-        return path
+        """A PNG grid, written atomically (format named: the temporary file ends in .tmp)."""
+        return atomic_write(self.out_dir / name,
+                            lambda p: save_image(images01, p, nrow=nrow, padding=1, format="png"))
 
     def samples(self) -> Path:
         return self._save(self.cell.samples01[:self.k * self.k], "samples.png", self.k)
@@ -517,8 +518,7 @@ class Pictures:
         ax.scatter(fake[:, 0], fake[:, 1], s=2, alpha=0.3, label="samples")
         ax.legend(markerscale=5)
         fig.tight_layout()
-        path = self.out_dir / "samples.png"
-        fig.savefig(path)
+        path = atomic_write(self.out_dir / "samples.png", lambda p: fig.savefig(p, format="png"))
         plt.close(fig)
         return path
 

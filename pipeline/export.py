@@ -13,6 +13,7 @@ recorded objective.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from torch import nn
 
 from pipeline.config import NetworkConfig
 from pipeline.data import DataInfo
-from pipeline.io import atomic_torch_save
+from pipeline.io import UnsafeOrCorruptFile, atomic_torch_save, safe_torch_load
 from pipeline.networks.architectures import build_decoder, build_encoder
 
 EXPORT_FORMAT = "vae_export/2"
@@ -54,6 +55,12 @@ class FrozenVAE(nn.Module):
                    arch.get("architecture", "dcgan"), arch.get("objective"))
 
 
+def record_hash(blob: dict) -> str:
+    """sha256 over everything in an export but the weights (architecture, objective, provenance)."""
+    record = {k: v for k, v in blob.items() if k not in ("state_dict", "content_hash", "record_hash")}
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=repr).encode()).hexdigest()
+
+
 def weights_hash(state_dict: dict[str, torch.Tensor]) -> str:
     """sha256 over parameter names, shapes, dtypes and bytes."""
     h = hashlib.sha256()
@@ -73,8 +80,9 @@ def export_vae(encoder: nn.Module, decoder: nn.Module, info: DataInfo, net: Netw
     frozen.decoder.load_state_dict(decoder.state_dict())
     state = {k: v.cpu() for k, v in frozen.state_dict().items()}
     digest = weights_hash(state)
-    atomic_torch_save({"format": EXPORT_FORMAT, "arch": frozen.arch(), "state_dict": state,
-                       "content_hash": digest, "provenance": provenance}, path)
+    blob = {"format": EXPORT_FORMAT, "arch": frozen.arch(), "state_dict": state, "content_hash": digest,
+            "provenance": provenance}
+    atomic_torch_save({**blob, "record_hash": record_hash(blob)}, path)
     return digest
 
 
@@ -87,18 +95,26 @@ def load_vae_export(path: str | Path, device: str | torch.device = "cpu") -> Fro
     path = Path(path)
     if not path.exists():
         raise ExportError(f"VAE export {path} not found: run `dvc repro pretrain_vae` first")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        blob = safe_torch_load(path, "re-run `dvc repro pretrain_vae` or `dvc checkout`")
+    except UnsafeOrCorruptFile as e:
+        raise ExportError(str(e)) from None
     if not isinstance(blob, dict) or blob.get("format") not in READABLE_FORMATS:
         raise ExportError(f"{path} is not a VAE export (format {blob.get('format') if isinstance(blob, dict) else '?'!r}, "
                           f"readable: {list(READABLE_FORMATS)}); re-run `dvc repro pretrain_vae`")
-    if weights_hash(blob["state_dict"]) != blob["content_hash"]:
+    if not isinstance(blob.get("state_dict"), dict) or weights_hash(blob["state_dict"]) != blob.get("content_hash"):
         raise ExportError(f"{path}: weights do not match their content hash (corrupt or edited); "
                           "re-run `dvc repro pretrain_vae` or `dvc checkout`")
+    if "record_hash" in blob and record_hash(blob) != blob["record_hash"]:  # exports written since issue 8
+        raise ExportError(f"{path}: its architecture/provenance record does not match its hash (corrupt or "
+                          "edited); re-run `dvc repro pretrain_vae` or `dvc checkout`")
     try:
         frozen = FrozenVAE.from_arch(blob["arch"])
         frozen.load_state_dict(blob["state_dict"])
-    except (ValueError, RuntimeError, KeyError) as e:
+    except (ValueError, RuntimeError, KeyError, TypeError, AttributeError) as e:
+        arch = blob.get("arch") if isinstance(blob.get("arch"), dict) else {}
         raise ExportError(f"{path}: its weights do not fit the recorded architecture "
-                          f"{blob['arch'].get('architecture', 'dcgan')!r} ({e}); re-run `dvc repro pretrain_vae`") from None
+                          f"{arch.get('architecture', 'dcgan')!r} ({type(e).__name__}: {e}); "
+                          "re-run `dvc repro pretrain_vae`") from None
     frozen.content_hash = blob["content_hash"]
     return frozen.to(device)

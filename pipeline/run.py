@@ -22,7 +22,7 @@ from pipeline.config import NetworkConfig, Params, from_dict, stable_hash, to_di
 from pipeline.data import BatchSampler, DataInfo, load_prepared
 from pipeline.evaluate import CellEvaluator
 from pipeline.export import FrozenVAE, export_vae, load_vae_export
-from pipeline.io import atomic_torch_save, atomic_write, atomic_write_json
+from pipeline.io import atomic_savez, atomic_torch_save, atomic_write_json, safe_torch_load
 from pipeline.methods import REGISTRY, Method
 from pipeline.training import Trainer, resolve_device
 
@@ -90,7 +90,7 @@ def train_cell(params: Params, dataset: str, model: str, seed: int, data_dir: Pa
                                 "vae": getattr(vae, "content_hash", None)})
         sampler = BatchSampler(data.x("train"), data.info, cfg.batch_size, device, seed)
         out_dir = Path(out_dir)
-        trainer = Trainer(method, sampler, cfg, Path(checkpoint_dir) / "checkpoint.pt", out_dir / "train_log.csv",
+        trainer = Trainer(method, sampler, cfg, Path(checkpoint_dir), out_dir / "train_log.csv",
                           run_hash, desc)
         rows = trainer.run(stop_at=stop_at)
         if trainer.iteration < cfg.iterations:
@@ -121,8 +121,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Me
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run `dvc repro` for the train stages first")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    if blob.get("format") != MODEL_FORMAT:
+    blob = safe_torch_load(path, "re-run its train stage (`dvc repro`)")
+    if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
         raise ValueError(f"{path} is not a {MODEL_FORMAT} file; re-run its train stage")
     cls = REGISTRY[blob["method"]]
     config = from_dict(cls.config_cls, blob["config"], f"{path}:config")
@@ -157,7 +157,7 @@ def train_classifier(params: Params, dataset: str, data_dir: Path, out_dir: Path
         feats = metrics.extract_features(metrics.array_source(train), model.features, len(train),
                                          params.evaluate.batch_size, desc="train features")
         mu, sigma = metrics.feature_stats(feats)
-        atomic_write(out_dir / "train_stats.npz", lambda p: np.savez(open(p, "wb"), mu=mu, sigma=sigma, n=len(train)))
+        atomic_savez(out_dir / "train_stats.npz", mu=mu, sigma=sigma, n=len(train))
         atomic_write_json(out_dir / "classifier.json", {"dataset": dataset, "test_accuracy": accuracy,
                                                         "n_train": len(train), "config": to_dict(params.classifier)})
         print(f"[train_classifier {dataset}] test accuracy {accuracy:.4f}")

@@ -5,8 +5,11 @@ Each iteration runs the method's phases in order; a phase updates only its own m
 `steps` times; a phase whose loss returns a false "gate" term skips that update. Every
 `log_every` iterations the mean of each named term is logged (the only
 host-device sync); a non-finite term stops the run with the last good checkpoint kept.
-Checkpoints hold the weights, optimiser and scheduler states, the RNG and the batch
-sampler, so a killed run resumes to the same result as an uninterrupted one.
+Checkpoints (a folder of step-NNNNNNNN.pt files, each with a sha256 sidecar; the newest
+`keep_checkpoints` kept) hold the weights, optimiser and scheduler states, every RNG state
+(Python, NumPy, torch CPU/CUDA) and the batch sampler, so a killed run resumes to the same
+result as an uninterrupted one. They are loaded with `weights_only=True` (no code runs), and
+a checkpoint that fails its checksum is skipped with a warning, never loaded.
 """
 
 from __future__ import annotations
@@ -14,22 +17,26 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import hashlib
 import math
+import os
+import random
 import time
 import warnings
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from pipeline.config import TrainConfig
 from pipeline.data import BatchSampler
-from pipeline.io import atomic_torch_save, atomic_write_text
+from pipeline.io import atomic_write, atomic_write_text
 from pipeline.methods import Method
 
-CHECKPOINT_FORMAT = "train_checkpoint/1"
+CHECKPOINT_FORMAT = "train_checkpoint/2"
 # a gated phase may skip every update of an iteration; its schedule still advances with the iteration
 warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`")
 
@@ -47,16 +54,96 @@ def resolve_device(name: str) -> torch.device:
 
 
 def rng_state(device: torch.device) -> dict:
-    state = {"cpu": torch.get_rng_state()}
+    """Every RNG a step may draw from, as tensors and plain values (loadable with weights_only)."""
+    np_state = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                       "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])}}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
 def set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"])
+    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
     if "cuda" in state and device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def set_deterministic(enabled: bool) -> None:
+    """train.deterministic: deterministic kernels only (an op without one raises, naming itself);
+    cuDNN autotuning off. CPU runs are then bitwise reproducible."""
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS: fixed reduction order
+    torch.use_deterministic_algorithms(enabled)
+    torch.backends.cudnn.deterministic = enabled
+    torch.backends.cudnn.benchmark = not enabled
+
+
+class CheckpointStore:
+    """A folder of step-NNNNNNNN.pt checkpoints, each beside a .sha256 file of its bytes.
+
+    save() writes the checkpoint then its checksum (both atomically) and prunes all but the
+    newest `keep`; a file without a matching checksum (killed mid-save, truncated, bit-flipped)
+    is never loaded: newest_valid() warns and falls back to the one before.
+    """
+
+    def __init__(self, folder: Path, keep: int):
+        self.folder, self.keep = Path(folder), keep
+        if self.folder.exists() and not self.folder.is_dir():
+            raise NotADirectoryError(f"checkpoint folder {self.folder} is a file: move it away or pass another "
+                                     "--checkpoints folder")
+
+    def paths(self) -> list[Path]:
+        """Checkpoint files, newest first."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(self.folder.glob("step-*.pt"), reverse=True)
+
+    def save(self, state: dict, iteration: int) -> Path:
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        blob = buf.getvalue()
+        path = self.folder / f"step-{iteration:08d}.pt"
+        atomic_write(path, lambda tmp: tmp.write_bytes(blob))
+        atomic_write_text(path.with_suffix(".pt.sha256"), f"{hashlib.sha256(blob).hexdigest()}  {path.name}\n")
+        for old in self.paths()[self.keep:]:
+            old.with_suffix(".pt.sha256").unlink(missing_ok=True)
+            old.unlink(missing_ok=True)
+        return path
+
+    def load(self, path: Path, device: torch.device) -> dict:
+        """Verify `path` against its checksum and load it without running code; ValueError if invalid."""
+        sidecar = path.with_suffix(".pt.sha256")
+        if not sidecar.exists():
+            raise ValueError("no checksum file beside it (the save was interrupted)")
+        blob = path.read_bytes()
+        if hashlib.sha256(blob).hexdigest() != sidecar.read_text().split()[0]:
+            raise ValueError("its bytes do not match the recorded sha256 (truncated or corrupted)")
+        try:
+            return torch.load(io.BytesIO(blob), map_location=device, weights_only=True)
+        except Exception as e:  # pickle refuses anything but tensors and plain containers
+            raise ValueError(f"it cannot be loaded safely ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+
+    def newest_valid(self, device: torch.device, desc: str) -> dict | None:
+        """The newest checkpoint that passes its checksum, or None; clears temp files of killed saves."""
+        for leftover in self.folder.glob(".step-*.tmp") if self.folder.is_dir() else []:
+            leftover.unlink(missing_ok=True)
+        for path in self.paths():
+            try:
+                return self.load(path, device)
+            except (ValueError, OSError) as e:
+                warnings.warn(f"[{desc}] skipping checkpoint {path}: {e}", stacklevel=2)
+                print(f"[{desc}] WARNING: skipping checkpoint {path}: {e}", flush=True)
+        return None
+
+    def newest_iteration(self) -> int:
+        """The step of the newest checkpoint file (0 if none), from its name."""
+        paths = self.paths()
+        return int(paths[0].stem.split("-")[1]) if paths else 0
 
 
 def rows_to_csv(rows: list[dict]) -> str:
@@ -122,13 +209,15 @@ def apply_speed_options(method: nn.Module, cfg: TrainConfig):
 class Trainer:
     """Runs `method`'s phases for cfg.iterations, with logging, checkpoints and resume.
 
-    run_hash identifies the configuration: a checkpoint with another hash is ignored.
+    checkpoint_dir holds this run's checkpoints; run_hash identifies the configuration: a
+    checkpoint with another hash is ignored.
     """
 
-    def __init__(self, method: Method, sampler: BatchSampler, cfg: TrainConfig, checkpoint: Path,
+    def __init__(self, method: Method, sampler: BatchSampler, cfg: TrainConfig, checkpoint_dir: Path,
                  log_path: Path, run_hash: str, desc: str = "train"):
         self.method, self.sampler, self.cfg = method, sampler, cfg
-        self.checkpoint, self.log_path, self.run_hash, self.desc = Path(checkpoint), Path(log_path), run_hash, desc
+        self.checkpoints = CheckpointStore(checkpoint_dir, cfg.keep_checkpoints)
+        self.log_path, self.run_hash, self.desc = Path(log_path), run_hash, desc
         self.phases = method.phases()
         self.trainable = list(dict.fromkeys(m for p in self.phases for m in p.modules))
         gamma = cfg.lr_decay_to ** (1.0 / cfg.iterations)  # exponential decay to lr_decay_to at the end
@@ -139,29 +228,37 @@ class Trainer:
         self.iteration = 0
         self.rows: list[dict] = []
         self.wall_time = 0.0
+        # per loss term and per phase gradient: the first iteration it was non-finite (-1: never);
+        # kept on the device and read only when logging or checkpointing (no per-step sync)
+        self.first_nonfinite: dict[str, torch.Tensor] = {}
+        self.sums: dict[str, torch.Tensor] = {}  # running sums of the terms since the last log row
+        self.count = 0
 
     # -------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
         return {"format": CHECKPOINT_FORMAT, "run_hash": self.run_hash, "iteration": self.iteration,
                 "method": self.method.state_dict(), "optimizers": [o.state_dict() for o in self.optimizers],
                 "schedulers": [s.state_dict() for s in self.schedulers], "sampler": self.sampler.state_dict(),
-                "rng": rng_state(self.method.device), "rows": self.rows, "wall_time": self.wall_time}
+                "rng": rng_state(self.method.device), "rows": self.rows, "wall_time": self.wall_time,
+                "sums": self.sums, "count": self.count, "first_nonfinite": self.first_nonfinite}
 
     def save_checkpoint(self) -> None:
-        for p in self.method.parameters():
+        self.check_finite()
+        for name, p in self.method.named_parameters():
             if not torch.isfinite(p).all():
-                raise TrainingDiverged(f"{self.desc}: non-finite weights at iteration {self.iteration}; "
-                                       f"last good checkpoint kept at {self.checkpoint}")
-        atomic_torch_save(self.state_dict(), self.checkpoint)
+                raise TrainingDiverged(f"{self.desc}: weight {name} is non-finite at iteration {self.iteration}; "
+                                       f"the last good checkpoint is kept in {self.checkpoints.folder}")
+        self.checkpoints.save(self.state_dict(), self.iteration)
         atomic_write_text(self.log_path, rows_to_csv(self.rows))
 
     def try_resume(self) -> bool:
-        """Load the checkpoint if it exists and belongs to this configuration."""
-        if not self.checkpoint.exists():
+        """Load the newest valid checkpoint if it belongs to this configuration."""
+        state = self.checkpoints.newest_valid(self.method.device, self.desc)
+        if state is None:
             return False
-        state = torch.load(self.checkpoint, map_location=self.method.device, weights_only=False)
         if state.get("format") != CHECKPOINT_FORMAT or state.get("run_hash") != self.run_hash:
-            print(f"[{self.desc}] ignoring checkpoint {self.checkpoint}: it belongs to another configuration")
+            print(f"[{self.desc}] ignoring checkpoints in {self.checkpoints.folder}: they belong to another "
+                  "configuration (starting from scratch)")
             return False
         self.method.load_state_dict(state["method"])
         for o, s in zip(self.optimizers, state["optimizers"]):
@@ -171,15 +268,38 @@ class Trainer:
         self.sampler.load_state_dict(state["sampler"])
         set_rng_state(state["rng"], self.method.device)
         self.iteration, self.rows, self.wall_time = state["iteration"], state["rows"], state["wall_time"]
-        print(f"[{self.desc}] resuming from iteration {self.iteration} ({self.checkpoint})")
+        self.sums, self.count, self.first_nonfinite = state["sums"], state["count"], state["first_nonfinite"]
+        print(f"[{self.desc}] resuming from iteration {self.iteration} ({self.checkpoints.folder})")
         return True
 
+    # -------------------------------------------------------------- non-finite guard
+    def flag_nonfinite(self, name: str, value: torch.Tensor) -> None:
+        """Record (on the device) the first iteration at which `value` was NaN or infinite."""
+        first = self.first_nonfinite.get(name)
+        if first is None:
+            first = self.first_nonfinite[name] = torch.full((), -1, dtype=torch.long, device=value.device)
+        bad = ~torch.isfinite(value.detach()).all() & (first < 0)
+        first.copy_(torch.where(bad, self.iteration + 1, first))
+
+    def check_finite(self) -> None:
+        """Stop, naming the term and the iteration, if any loss or gradient was ever non-finite."""
+        bad = {name: int(first) for name, first in self.first_nonfinite.items() if int(first) >= 0}
+        if bad:
+            # the earliest; at a tie a loss term before the gradient it caused
+            name, step = min(bad.items(), key=lambda kv: (kv[1], kv[0].endswith("/gradient")))
+            others = ", ".join(f"{n} at {s}" for n, s in sorted(bad.items(), key=lambda kv: kv[1]) if n != name)
+            raise TrainingDiverged(
+                f"{self.desc}: {name} became non-finite at iteration {step}" + (f" (then {others})" if others else "") +
+                f". The last good checkpoint is kept in {self.checkpoints.folder} (iteration "
+                f"{self.checkpoints.newest_iteration()}); lower the learning rate or check the data.")
+
     # -------------------------------------------------------------- loop
-    def step(self, sums: dict[str, torch.Tensor]) -> None:
+    def step(self) -> None:
         """One iteration: every phase, `steps` times each."""
         for phase, optimizer in zip(self.phases, self.optimizers):
             for module in self.trainable:
                 module.requires_grad_(any(module is m for m in phase.modules))
+            params = [q for group in optimizer.param_groups for q in group["params"]]
             for _ in range(phase.steps):
                 batch = self.sampler.next()
                 if self.cfg.channels_last and batch.ndim == 4:
@@ -190,41 +310,41 @@ class Trainer:
                 if "gate" not in terms or bool(terms["gate"]):
                     optimizer.zero_grad(set_to_none=True)
                     terms["loss"].backward()
+                    grads = [q.grad for q in params if q.grad is not None]
+                    if grads:
+                        self.flag_nonfinite(f"{phase.name}/gradient", torch.nn.utils.get_total_norm(grads))
                     optimizer.step()
                 for key, value in terms.items():
                     name = f"{phase.name}/{key}"
-                    sums[name] = sums.get(name, 0.0) + value.detach() / phase.steps
+                    if key != "gate":
+                        self.flag_nonfinite(name, value)
+                    self.sums[name] = self.sums.get(name, 0.0) + value.detach() / phase.steps
         for scheduler in self.schedulers:
             scheduler.step()
 
     def run(self, stop_at: int | None = None) -> list[dict]:
         """Train up to cfg.iterations. `stop_at` simulates a kill: the loop just stops there,
         without logging or checkpointing, as a killed process would."""
+        set_deterministic(self.cfg.deterministic)
         self.try_resume()
         end = min(self.cfg.iterations, stop_at or self.cfg.iterations)
         self.method.train()
-        sums: dict[str, torch.Tensor] = {}
-        count, t0 = 0, time.perf_counter()
+        t0 = time.perf_counter()
         bar = tqdm(total=self.cfg.iterations, initial=self.iteration, desc=self.desc, unit="it",
                    mininterval=2.0, dynamic_ncols=True)
         while self.iteration < end:
-            self.step(sums)
+            self.step()
             self.iteration += 1
-            count += 1
+            self.count += 1
             bar.update(1)
             last = self.iteration == self.cfg.iterations
             if self.iteration % self.cfg.log_every == 0 or last:
-                row = {"iteration": self.iteration, **{k: float(v) / count for k, v in sums.items()}}
-                bad = [k for k, v in row.items() if not math.isfinite(v)]
-                if bad:
-                    raise TrainingDiverged(
-                        f"{self.desc}: {', '.join(bad)} became non-finite at iteration {self.iteration}. "
-                        f"The last good checkpoint is kept at {self.checkpoint} (iteration "
-                        f"{self._checkpoint_iteration()}); lower the learning rate or check the data.")
+                self.check_finite()
+                row = {"iteration": self.iteration, **{k: float(v) / self.count for k, v in self.sums.items()}}
                 self.rows.append(row)
                 bar.set_postfix({k.split("/")[0][:4] + "/" + k.split("/")[1]: f"{v:.3g}"
                                  for k, v in row.items() if k != "iteration"}, refresh=False)
-                sums, count = {}, 0
+                self.sums, self.count = {}, 0
             if self.iteration % self.cfg.checkpoint_every == 0 or last:
                 self.wall_time += time.perf_counter() - t0
                 t0 = time.perf_counter()
@@ -232,8 +352,3 @@ class Trainer:
         bar.close()
         self.method.eval()
         return self.rows
-
-    def _checkpoint_iteration(self) -> int:
-        if not self.checkpoint.exists():
-            return 0
-        return torch.load(self.checkpoint, map_location="cpu", weights_only=False)["iteration"]

@@ -96,3 +96,114 @@ def test_yaml_scientific_notation_is_a_number():
     raw = tiny_params()
     raw["models"]["gan"]["lr"] = "2e-4"
     assert parse_params(raw).models["gan"].config.lr == pytest.approx(2e-4)
+
+
+# ---------------------------------------------------------------- issue 8: every problem, no traceback
+
+
+@pytest.mark.parametrize("key, value, named", [
+    ("models", 5, "'models' = 5 must be a mapping"),
+    ("train", [1, 2], "'train' must be a mapping of TrainConfig fields"),
+    ("grid", None, "'models.avae_xi_a' is not defined"),  # null = the default grid, whose models are not defined
+    ("networks", {"width": 4.0}, "'networks.width' = 4.0 must be an integer"),
+    ("train", {"iterations": True}, "'train.iterations' = True must be an integer"),
+    ("evaluate", {"metrics": [{"a": [1, {2: 3}]}]}, "'evaluate.metrics[0]'"),
+    ("datasets", {1: {}, "toy2d": {}}, "'datasets.1' has a name of type int"),
+    ("train", {1: 2}, "'train.1' is not a known key"),
+    (7, {}, "'7' is not a known section"),
+    ("models", {"gan": {"method": ["gan"]}}, "'models.gan.method' = ['gan'] is not a registered method"),
+    ("models", {"gan": {"method": "gan", "lr": float("nan")}}, "'models.gan.lr' = nan must be a finite number"),
+    ("models", {"gan": {"method": "gan", "train": [1]}}, "'models.gan.train' = [1] must be a mapping"),
+])
+def test_malformed_structure_is_a_config_error(key, value, named):
+    raw = tiny_params()
+    raw[key] = value
+    with pytest.raises(ConfigError) as caught:
+        parse_params(raw)
+    assert named in str(caught.value)
+    assert all(line.startswith("params: '") for line in str(caught.value).splitlines())
+
+
+def test_every_failed_range_check_of_a_section_is_reported():
+    with pytest.raises(ConfigError) as caught:
+        parse_params(tiny_params(train={"iterations": 0, "batch_size": 1, "threads": -1, "lr": 1}))
+    lines = str(caught.value).splitlines()
+    for key in ("train.iterations", "train.batch_size", "train.threads", "train.lr"):
+        assert sum(f"'{key}'" in line for line in lines) == 1, (key, lines)
+
+
+def test_a_bad_model_entry_hides_no_other_and_is_not_called_undefined():
+    raw = tiny_params()
+    raw["models"]["gan"]["method"] = "stylegan"
+    raw["models"]["avae_b"]["latent_loss"] = "c"
+    raw["models"]["vae"]["train"] = {"batch_size": 1}
+    raw["datasets"]["toy2d"]["chunk"] = 0
+    with pytest.raises(ConfigError) as caught:
+        parse_params(raw)
+    message = str(caught.value)
+    assert "'models.gan.method' = 'stylegan'" in message and "'models.avae_b.latent_loss' = 'c'" in message
+    assert "'models.vae.train.batch_size' = 1 must be >= 2" in message  # a model's override names the model
+    assert "'datasets.toy2d.chunk' must be >= 1" in message  # a dataset's check names the dataset
+    assert "is not defined" not in message and len(message.splitlines()) == 4
+
+
+def write_params(folder, raw) -> str:
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return str(path)
+
+
+@pytest.mark.parametrize("command, dataset", [
+    (["train", "toy2d", "vae", "0", "--out", "m", "--checkpoints", "c"], "toy2d"),
+    (["evaluate", "toy2d", "vae", "0", "--model-dir", "m", "--out", "e"], "toy2d"),
+    (["train-classifier", "fashion_mnist", "--out", "c"], "fashion_mnist"),
+    (["toy", "--models", "m", "--figure", "f.png", "--summary", "s.json"], "toy2d"),
+])
+@pytest.mark.parametrize("prepared", ["absent", "empty"])
+def test_stage_without_prepared_data_stops_before_anything(tmp_path, monkeypatch, capsys, command, dataset, prepared):
+    from pipeline.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    params = write_params(tmp_path, tiny_params())
+    if prepared == "empty":
+        (tmp_path / "prep").mkdir()
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["--params", params, *command, "--data", "prep"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "--data prep" in err
+    assert f"`dvc repro prepare@{dataset}`" in err and f"`python -m pipeline prepare {dataset} --out prep`" in err
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_full_disk_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from pipeline import run as stages
+    from pipeline.cli import main
+
+    def disk_full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device", "data/prepared/toy2d")
+
+    monkeypatch.setattr(stages, "prepare_dataset", disk_full)
+    assert main(["--params", write_params(tmp_path, tiny_params()), "prepare", "toy2d", "--out", "x"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "disk is full (data/prepared/toy2d)" in err and "nothing was overwritten" in err
+
+
+def test_programming_errors_are_not_swallowed(tmp_path, monkeypatch):
+    from pipeline import run as stages
+    from pipeline.cli import main
+
+    def bug(*args):
+        raise KeyError("a bug, not bad input")
+
+    monkeypatch.setattr(stages, "prepare_dataset", bug)
+    with pytest.raises(KeyError):
+        main(["--params", write_params(tmp_path, tiny_params()), "prepare", "toy2d", "--out", "x"])
+
+
+def test_params_file_that_is_not_utf8_is_a_config_error(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(b"train: {device: \xff}\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_params(path)

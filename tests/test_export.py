@@ -22,7 +22,7 @@ def test_export_roundtrip_is_frozen_and_identical(tmp_path):
     x = torch.randn(3, 1, 32, 32)
     assert torch.equal(frozen.encoder(x)[0], vae.encoder(x)[0])
     blob = torch.load(tmp_path / "e.pt", weights_only=False)
-    assert set(blob) == {"format", "arch", "state_dict", "content_hash", "provenance"}  # no training state
+    assert set(blob) == {"format", "arch", "state_dict", "content_hash", "provenance", "record_hash"}  # no training state
 
 
 def test_tampered_export_is_refused(tmp_path):

@@ -314,10 +314,10 @@ def test_grid_through_prefect_server(tmp_path):
         stack.cli("work-pool", "create", "gpu-hosts", "--type", "process")
         stack.cli("--no-prompt", "deploy", "--all", timeout=180)
         stack.start("worker", str(BIN / "prefect"), "worker", "start", "--pool", "gpu-hosts", "--type", "process")
-        # an injected fault: a corrupt checkpoint makes one cell's training fail on every attempt
-        broken = work / "checkpoints" / "toy2d" / "avae_b" / "seed1" / "checkpoint.pt"
+        # an injected fault: a file where one cell's checkpoint folder belongs fails it on every attempt
+        broken = work / "checkpoints" / "toy2d" / "avae_b" / "seed1"
         broken.parent.mkdir(parents=True)
-        broken.write_bytes(b"not a checkpoint")
+        broken.write_bytes(b"not a folder")
 
         t0 = time.perf_counter()
         first = stack.run_deployment("grid/nightly-grid")
@@ -372,3 +372,33 @@ def test_grid_through_prefect_server(tmp_path):
               f"re-run {second_s:.1f} s ({len(stale)} stages, {n_stages - len(stale)} skipped)")
     finally:
         stack.close()
+
+
+def listening_addresses(port: int) -> set[str]:
+    """IPv4 addresses with a socket listening on `port` (from /proc/net/tcp, state 0A = LISTEN)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, hex_port = local.split(":")
+        if state == "0A" and int(hex_port, 16) == port:
+            found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc/net/tcp")
+def test_the_temporary_prefect_server_listens_on_localhost_only(tmp_path, monkeypatch):
+    """`python -m pipeline grid` without PREFECT_API_URL starts Prefect's temporary server:
+    it must not listen on a public interface (the README says how to open it deliberately)."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    server = SubprocessASGIServer()
+    server.start()
+    try:
+        assert listening_addresses(server.port) == {"127.0.0.1"}
+    finally:
+        server.stop()
+    project_files = [ROOT / "prefect.yaml", ROOT / "Makefile", *(ROOT / "pipeline").rglob("*.py")]
+    assert not [f for f in project_files if "0.0.0.0" in f.read_text()]  # nothing of ours opens a wildcard bind

@@ -14,7 +14,7 @@ from pipeline import data as datamod
 from pipeline import losses
 from pipeline.config import ConfigError, DatasetConfig, NetworkConfig, TrainConfig, parse_params
 from pipeline.data import BatchSampler, DataInfo
-from pipeline.export import ExportError, export_vae, load_vae_export
+from pipeline.export import ExportError, export_vae, load_vae_export, record_hash
 from pipeline.methods import REGISTRY
 from pipeline.methods.avae_finetune import AvaeFinetune, AvaeFinetuneConfig
 from pipeline.methods.lsr_gan import LSRGAN, LsrGanConfig
@@ -181,10 +181,12 @@ def test_old_format_export_loads_as_dcgan_and_a_wrong_architecture_fails_clearly
     blob = torch.load(tmp_path / "export.pt", weights_only=False)
     old = dict(blob, format="vae_export/1", arch={k: v for k, v in blob["arch"].items()
                                                   if k not in ("architecture", "objective")})
+    del old["record_hash"]  # vae_export/1 files carry no record hash
     torch.save(old, tmp_path / "old.pt")
     loaded = load_vae_export(tmp_path / "old.pt")
     assert loaded.architecture == "dcgan" and loaded.objective is None
     wrong = dict(blob, arch=dict(blob["arch"], architecture="avae_s"))
+    wrong["record_hash"] = record_hash(wrong)  # a consistent file, just of the wrong architecture
     torch.save(wrong, tmp_path / "wrong.pt")
     with pytest.raises(ExportError, match="do not fit the recorded architecture 'avae_s'"):
         load_vae_export(tmp_path / "wrong.pt")
@@ -248,11 +250,10 @@ def lsr_gan(tmp_path, architecture="resnet", **config):
 def one_iteration(method, tmp_path, batch=8):
     sampler = BatchSampler(np.random.default_rng(0).integers(0, 256, (32, 1, 32, 32), dtype=np.uint8), INFO,
                            batch, torch.device("cpu"), 0)
-    trainer = Trainer(method.train(), sampler, TrainConfig(iterations=10, device="cpu"), tmp_path / "ck.pt",
+    trainer = Trainer(method.train(), sampler, TrainConfig(iterations=10, device="cpu"), tmp_path / "ck",
                       tmp_path / "log.csv", "test")
-    sums: dict = {}
-    trainer.step(sums)
-    return sums
+    trainer.step()
+    return trainer.sums
 
 
 def test_lsr_gan_starts_from_the_decoder_and_never_changes_the_frozen_vae(tmp_path):

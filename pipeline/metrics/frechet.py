@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from cleanfid import fid as cleanfid
 
-from pipeline.io import atomic_write
+from pipeline.io import atomic_savez
 
 ImageSource = Callable[[int], torch.Tensor]  # n -> n images in [0, 255], N x C x H x W
 Stats = tuple[np.ndarray, np.ndarray]  # (mean, covariance)
@@ -85,5 +85,5 @@ def cached_stats(cache_dir: str | Path | None, key: str, compute: Callable[[], d
     if path is not None:
         arrays = {f"{name}__{part}": value for name, (mu, sigma) in stats.items()
                   for part, value in (("mu", mu), ("sigma", sigma))}
-        atomic_write(path, lambda p: np.savez(open(p, "wb"), **arrays))
+        atomic_savez(path, **arrays)
     return stats
