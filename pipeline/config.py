@@ -351,7 +351,9 @@ class OrchestrationConfig:
 
     retries: extra attempts of a failing stage before its cells are recorded as failed;
     retry_delay_s: seconds between attempts; devices: GPU ids given to concurrent tasks, one
-    task per GPU ("auto" = every GPU the host shows, or a list such as "0,1"); cpu_slots:
+    task per GPU ("auto" = every GPU the host shows, or a list such as "0,1"); cells_per_gpu:
+    concurrent tasks given the same GPU, each its own process (`python -m pipeline bench
+    --packing N` measures the gain and the memory of N packed seeds); cpu_slots:
     tasks at a time on a host without GPUs (1 = the cells in sequence); inline_on_cpu: with a
     single CPU slot, run each stage's command in the flow's own process instead of a new
     interpreter (GPU slots always get their own process, for CUDA_VISIBLE_DEVICES).
@@ -360,6 +362,7 @@ class OrchestrationConfig:
     retries: int = 1  # a transient fault (OOM, preempted node) gets one more attempt
     retry_delay_s: float = 10.0  # seconds before the next attempt
     devices: str = "auto"  # one task per GPU: "auto" = every visible GPU, or ids "0,1,3"
+    cells_per_gpu: int = 1  # tasks sharing one GPU at once (packed cells: the small nets leave a GPU idle)
     cpu_slots: int = 1  # without GPUs: concurrent tasks (1 = in sequence)
     inline_on_cpu: bool = True  # one CPU slot: run stages in the flow's process (no interpreter start per stage)
 
@@ -367,6 +370,7 @@ class OrchestrationConfig:
         require(self.retries >= 0, "orchestration.retries", f"= {self.retries} must be >= 0")
         require(self.retry_delay_s >= 0, "orchestration.retry_delay_s", "must be >= 0")
         require(self.cpu_slots >= 1, "orchestration.cpu_slots", f"= {self.cpu_slots} must be >= 1")
+        require(self.cells_per_gpu >= 1, "orchestration.cells_per_gpu", f"= {self.cells_per_gpu} must be >= 1")
         ids = [d.strip() for d in self.devices.split(",")]
         require(self.devices == "auto" or all(d.isdigit() for d in ids), "orchestration.devices",
                 f"= {self.devices!r}; use auto or comma-separated GPU ids such as '0,1'")

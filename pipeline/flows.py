@@ -10,7 +10,8 @@ flow adds is what DVC lacks for a grid:
   (a dataset is prepared once, a VAE export is shared by every stage-2 model built on it, the
   classifier is trained once per dataset, evaluate waits for its training, aggregate comes last);
 - devices: a `DevicePool` gives each running task one GPU (`CUDA_VISIBLE_DEVICES` of its
-  process), one task per visible GPU; a host without GPUs runs `orchestration.cpu_slots`
+  process), `orchestration.cells_per_gpu` tasks per visible GPU (packed cells: several seeds'
+  small networks share a GPU that one of them leaves mostly idle); a host without GPUs runs `orchestration.cpu_slots`
   tasks at a time (1 = the cells in sequence, then in the flow's own process with
   `orchestration.inline_on_cpu`, which saves an interpreter start-up per stage);
 - faults: a failing stage is retried (`orchestration.retries`), then its cells get a `failed`
@@ -191,15 +192,15 @@ class DevicePool:
     def detect(cls, cfg: OrchestrationConfig) -> "DevicePool":
         """`devices: auto` = every GPU this host shows (CUDA_VISIBLE_DEVICES respected)."""
         if cfg.devices != "auto":
-            return cls([d.strip() for d in cfg.devices.split(",") if d.strip()])
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        if visible is not None:
+            ids = [d.strip() for d in cfg.devices.split(",") if d.strip()]
+        elif (visible := os.environ.get("CUDA_VISIBLE_DEVICES")) is not None:
             ids = [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
         else:
             import torch
 
             ids = [str(i) for i in range(torch.cuda.device_count())]
-        return cls(ids or [None] * cfg.cpu_slots)
+        # cells_per_gpu slots per GPU, interleaved so that the first tasks spread over every GPU
+        return cls([d for _ in range(cfg.cells_per_gpu) for d in ids] or [None] * cfg.cpu_slots)
 
     @contextlib.contextmanager
     def acquire(self) -> Iterator[str | None]:

@@ -148,10 +148,30 @@ def test_device_pool_one_task_per_gpu(monkeypatch):
     assert flows.DevicePool.detect(cfg).devices == [None]  # no GPU: one CPU slot, cells in sequence
     explicit = parse_params(tiny_params(orchestration={"devices": "1,3"})).orchestration
     assert flows.DevicePool.detect(explicit).devices == ["1", "3"]
+    packed = parse_params(tiny_params(orchestration={"devices": "1,3", "cells_per_gpu": 3})).orchestration
+    assert flows.DevicePool.detect(packed).devices == ["1", "3"] * 3  # the first two tasks on different GPUs
     with pytest.raises(ConfigError, match="orchestration.devices"):
         parse_params(tiny_params(orchestration={"devices": "gpu0"}))
     with pytest.raises(ConfigError, match="orchestration.retry"):
         parse_params(tiny_params(orchestration={"retry": 2}))
+
+
+def test_packed_cells_share_a_gpu_at_once(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5")
+    pool = flows.DevicePool.detect(parse_params(tiny_params(orchestration={"cells_per_gpu": 3})).orchestration)
+    held, all_inside = [], threading.Barrier(3)
+
+    def hold():
+        with pool.acquire() as device:
+            held.append(device)
+            all_inside.wait(timeout=30)  # breaks (and fails the test) unless three tasks hold GPU 5 at once
+
+    threads = [threading.Thread(target=hold) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert held == ["5", "5", "5"] and not all_inside.broken
 
 
 def call_of(argv: list[str], name: str = "train@d-m-0") -> flows.StageCall:
