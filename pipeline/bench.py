@@ -113,6 +113,43 @@ def time_generation(model: str, params: Params, info: DataInfo, device: torch.de
     return n / (time.perf_counter() - t0)
 
 
+def images_per_s(fn, images: torch.Tensor, batch: int, device: torch.device, repeats: int = 3) -> float:
+    """Images/s of fn over `repeats` batches (one warm-up batch first)."""
+    fn(images[:batch])
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn(images[:batch])
+    sync(device)
+    return repeats * min(batch, len(images)) / (time.perf_counter() - t0)
+
+
+def time_extractors(params: Params, info: DataInfo, device: torch.device) -> dict:
+    """Images/s of each evaluation feature path at evaluate.batch_size: the dataset classifier,
+    clean-fid's resize to 299x299 (PIL bicubic, on the CPU: it feeds Inception), and Inception-v3
+    (torchvision's architecture with random weights: a throughput figure only, never a metric)."""
+    import torchvision
+    from cleanfid.resize import build_resizer
+
+    from pipeline.classifier import Classifier
+
+    batch = params.evaluate.batch_size
+    images = torch.randint(0, 256, (batch, *info.shape), dtype=torch.uint8)
+    classifier = Classifier(info, params.classifier).to(device).eval()
+    inception = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False).to(device).eval()
+    resize = build_resizer("clean")
+    inception_batch = min(batch, 100 if device.type == "cuda" else 8)  # a CPU takes seconds per image batch
+    rgb = images.expand(-1, 3, -1, -1) if info.channels == 1 else images
+    with torch.no_grad():
+        return {
+            "classifier_img_s": images_per_s(lambda x: classifier.features(x.to(device).float()), images, batch, device),
+            "resize299_img_s": images_per_s(lambda x: [resize(im.permute(1, 2, 0).numpy()) for im in x[:64]], rgb, 64,
+                                            device),
+            "inception_img_s": images_per_s(lambda x: inception(x.to(device).float()), torch.randint(
+                0, 256, (inception_batch, 3, 299, 299), dtype=torch.uint8), inception_batch, device, repeats=2),
+        }
+
+
 def time_packed(model: str, params_path: str, resolution: int, channels: int, seeds: int, steps: int) -> dict:
     """Aggregate iterations/s of `seeds` concurrent processes vs one process alone."""
     cmd = [sys.executable, "-m", "pipeline", "--params", params_path, "bench", "--models", model,
@@ -138,11 +175,23 @@ def time_packed(model: str, params_path: str, resolution: int, channels: int, se
     return {"single_it_s": single, "packed_it_s": packed, "ratio": packed / single}
 
 
-def project(rows: list[dict]) -> float:
-    """GPU-hours of the AVAE Table 1 grid from the measured it/s (training only)."""
-    per_cell_s = np.mean([PAPER_GRID["iterations"] / r["fast"]["it_s"] for r in rows])
+def project(rows: list[dict], extractors: dict | None = None) -> dict:
+    """Device-hours of the AVAE Table 1 grid from the measured rates: training (iterations at
+    the fast settings) and metrics (generating fid_samples per cell, resizing them to 299 px
+    and extracting Inception and classifier features; each dataset's real statistics once)."""
     cells = PAPER_GRID["rows"] * PAPER_GRID["datasets"] * PAPER_GRID["seeds"]
-    return cells * per_cell_s / 3600
+    train_s = cells * np.mean([PAPER_GRID["iterations"] / r["fast"]["it_s"] for r in rows])
+    out = {"train_h": train_s / 3600}
+    if extractors:
+        per_image_s = 1 / extractors["inception_img_s"] + 1 / extractors["classifier_img_s"]
+        gen_s = np.mean([1 / r["gen_img_s"] for r in rows])
+        resize_s = 1 / extractors["resize299_img_s"]  # per process on the CPU; overlaps the GPU only if parallelised
+        n = PAPER_GRID["fid_samples"]
+        out["metrics_h"] = (cells * n * (gen_s + per_image_s + resize_s)
+                            + PAPER_GRID["datasets"] * n * (per_image_s + resize_s)) / 3600
+        out["resize_h"] = (cells + PAPER_GRID["datasets"]) * n * resize_s / 3600
+    out["total_h"] = out["train_h"] + out.get("metrics_h", 0.0)
+    return out
 
 
 def bench(params: Params, models: list[str], resolution: int, channels: int, steps: int, warmup: int,
@@ -189,9 +238,15 @@ def main(params: Params, params_path: str, models: list[str] | None, resolution:
         print(json.dumps(rows))
         return 0
     print(table(rows, speed, device))
-    hours = project(rows)
-    print(f"\nprojected AVAE-Table-1 grid (7 rows x 5 datasets x 5 seeds x 5e4 iterations, training only, "
-          f"one cell at a time at these settings): {hours:.1f} device-hours")
+    extractors = time_extractors(params, synthetic_info(resolution, channels), device)
+    print("\nevaluation feature paths (images/s, batch = evaluate.batch_size): " +
+          ", ".join(f"{k.removesuffix('_img_s')} {v:.0f}" for k, v in extractors.items()) +
+          " (inception: torchvision's Inception-v3 architecture, random weights: throughput only)")
+    hours = project(rows, extractors)
+    print(f"\nprojected AVAE-Table-1 grid (7 rows x 5 datasets x 5 seeds x 5e4 iterations + metrics on "
+          f"{PAPER_GRID['fid_samples']:,} samples per cell; one cell at a time at these settings): "
+          f"{hours['total_h']:.1f} device-hours = training {hours['train_h']:.1f} + metrics {hours['metrics_h']:.1f} "
+          f"(of which the CPU resize to 299 px {hours['resize_h']:.1f})")
     if packing > 1:
         packed = time_packed(models[0], params_path, resolution, channels, packing, steps)
         print(f"\n{packing} seeds packed as concurrent processes on one device ({models[0]}): "

@@ -287,7 +287,11 @@ class EvaluateConfig:
     n_variance / variance_draws: test images and z ~ q(z|x) draws per image of recon_variance;
     is_splits: chunks of the Inception scores; diversity_pairs: image pairs of MS-SSIM
     diversity; critic_steps / critic_batch_size / critic_lr / critic_width: the independent
-    Wasserstein critic; strip_steps: images per row of the interpolation / traversal strips.
+    Wasserstein critic; strip_steps: images per row of the interpolation / traversal strips;
+    device: where the trained model and Inception run (auto = cuda when visible; the small
+    classifier, LPIPS and the critic stay on the CPU); autocast: bf16 for sample generation
+    only (images are stored as 8-bit anyway; reconstructions and every feature extractor stay
+    fp32, so FID stays comparable with published values).
     """
 
     n_samples: int = 50_000  # AVAE T1: FID on 50,000 samples
@@ -307,9 +311,13 @@ class EvaluateConfig:
     critic_lr: float = 1e-4  # WGAN-GP Adam lr (Gulrajani et al. 2017)
     critic_width: int = 32  # channels of the critic's first conv
     strip_steps: int = 10  # images per interpolation / traversal row
+    device: str = "auto"  # model + Inception: auto | cpu | cuda | cuda:N
+    autocast: Literal["off", "bf16"] = "off"  # bf16 sample generation (GPU params)
 
     def __post_init__(self) -> None:
         require(self.n_samples >= 2, "evaluate.n_samples", "must be >= 2 (a covariance needs two samples)")
+        require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+                "evaluate.device", f"= {self.device!r}; use auto, cpu, cuda or cuda:N")
         require(self.n_variance >= 1, "evaluate.n_variance", "must be >= 1")
         require(self.variance_draws >= 2, "evaluate.variance_draws", "must be >= 2 (a variance needs two draws)")
         require(self.is_splits >= 1, "evaluate.is_splits", "must be >= 1")

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import matplotlib
 
@@ -122,6 +122,7 @@ class Cell:
     def __init__(self, method: Method, data: Prepared, cfg: EvaluateConfig, classifier: Classifier | None = None,
                  classifier_stats: metrics.Stats | None = None, seed: int = 0, networks: Networks | None = None):
         self.method, self.data, self.cfg, self.info = method.eval(), data, cfg, data.info
+        self.device = method.device  # the model's device; every result comes back to the CPU
         self.classifier, self.classifier_stats, self.seed = classifier, classifier_stats, seed
         self.networks = networks or Networks()
         self.generator = torch.Generator().manual_seed(seed)
@@ -129,9 +130,10 @@ class Cell:
         test = data.x("test")
         self.test_u8 = np.array(test[:cfg.n_recon] if cfg.n_recon else test)  # writable copy
         self.test_labels = None if data.y("test") is None else np.array(data.y("test")[:len(self.test_u8)])
-        self.decode = latent_decoder(method)
+        decode = latent_decoder(method)
+        self.decode = None if decode is None else (lambda z: self.on_device(decode, z))
         with torch.no_grad():
-            self.has_encoder = method.encode(self.model_scale(self.test_u8[:2])) is not None
+            self.has_encoder = method.encode(self.model_scale(self.test_u8[:2]).to(self.device)) is not None
 
     # ------------------------------------------------------------ which metrics apply
     def facts(self) -> set[str]:
@@ -165,6 +167,14 @@ class Cell:
             rows += out
         return rows
 
+    def on_device(self, fn: Callable[..., Any], *inputs: torch.Tensor, bf16: bool = False) -> Any:
+        """fn(*inputs) on the model's device (in bf16 autocast if asked); its tensor (or tuple of
+        tensors) comes back as fp32 on the CPU."""
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
+        with torch.no_grad(), autocast:
+            out = fn(*(x.to(self.device) for x in inputs))
+        return tuple(o.float().cpu() for o in out) if isinstance(out, tuple) else out.float().cpu()
+
     # ------------------------------------------------------------ scales
     def model_scale(self, x_u8: np.ndarray) -> torch.Tensor:
         return to_model_scale(torch.from_numpy(np.asarray(x_u8)), self.info)
@@ -181,9 +191,9 @@ class Cell:
     @cached_property
     def samples(self) -> torch.Tensor:
         """n_samples generated samples on the model scale (generated once)."""
-        with torch.no_grad():
-            return batched(lambda b: self.method.sample(len(b)), torch.empty(self.cfg.n_samples, 0),
-                           self.cfg.batch_size)
+        bf16 = self.cfg.autocast == "bf16"
+        return batched(lambda b: self.on_device(lambda: self.method.sample(len(b)), bf16=bf16),
+                       torch.empty(self.cfg.n_samples, 0), self.cfg.batch_size)
 
     @cached_property
     def samples_u8(self) -> np.ndarray:
@@ -201,15 +211,15 @@ class Cell:
     def posterior(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, log_sigma) of q(z|x) on the test images."""
         x = self.model_scale(self.test_u8)
-        with torch.no_grad():
-            parts = [self.method.encode(x[i:i + self.cfg.batch_size]) for i in range(0, len(x), self.cfg.batch_size)]
+        parts = [self.on_device(self.method.encode, x[i:i + self.cfg.batch_size])
+                 for i in range(0, len(x), self.cfg.batch_size)]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     @cached_property
     def recon(self) -> torch.Tensor:
         """Reconstructions of the test images on the model scale."""
-        with torch.no_grad():
-            return batched(self.method.reconstruct, self.model_scale(self.test_u8), self.cfg.batch_size)
+        return batched(lambda b: self.on_device(self.method.reconstruct, b), self.model_scale(self.test_u8),
+                       self.cfg.batch_size)
 
     @cached_property
     def recon_u8(self) -> np.ndarray:
@@ -241,7 +251,8 @@ class Cell:
     def inception_features(self, images_u8: np.ndarray, desc: str) -> dict[int, np.ndarray]:
         net = self.inception[0]
         source = metrics.rgb_source(metrics.array_source(images_u8))
-        feats = metrics.extract_features(source, net, len(images_u8), self.cfg.batch_size, resize="clean", desc=desc)
+        feats = metrics.extract_features(source, net.to(self.device), len(images_u8), self.cfg.batch_size,
+                                         resize="clean", desc=desc, device=self.device)
         return metrics.split_taps(feats)
 
     @cached_property

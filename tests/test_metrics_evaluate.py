@@ -200,3 +200,22 @@ def test_a_metric_that_raises_is_recorded_as_failed(image_prepared, tmp_path, mo
     by = rows_by_metric(rows)
     assert by["broken"].status == "failed" and by["broken"].reason == "RuntimeError: covariance is not finite"
     assert by["diversity"].status == "ok"
+
+
+def test_bf16_sample_generation_matches_fp32_within_rounding(image_prepared, tmp_path):
+    """evaluate.autocast: bf16 changes generated images by bf16 rounding only (same z draws),
+    and a metric computed on them by little."""
+    torch.manual_seed(0)
+    vae = build("vae", image_prepared.info)
+    cells = {}
+    for mode in ("off", "bf16"):  # each cell seeds the RNG: its samples are drawn before the next cell
+        cells[mode] = evaluate.Cell(vae, image_prepared, cfg(tmp_path, autocast=mode, metrics=["sharpness"]))
+        cells[mode].samples
+    fp32, bf16 = cells["off"].samples, cells["bf16"].samples
+    assert fp32.dtype == bf16.dtype == torch.float32 and fp32.device.type == "cpu"
+    assert not torch.equal(fp32, bf16), "bf16 autocast was not applied"
+    assert (fp32 - bf16).abs().max() < 0.02 and (fp32 - bf16).abs().mean() < 0.002
+    u8_levels = np.abs(cells["off"].samples_u8.astype(int) - cells["bf16"].samples_u8.astype(int))
+    assert u8_levels.mean() < 1.0  # well under one grey level on average
+    value = {mode: rows_by_metric(cell.rows())["sharpness_laplace"].value for mode, cell in cells.items()}
+    assert value["bf16"] == pytest.approx(value["off"], rel=0.05)

@@ -113,6 +113,23 @@ def test_bench_prints_the_side_by_side_table(capsys):
                       packing=1, as_json=False, plain_only=False) == 0
     out = capsys.readouterr().out
     assert "| gan | 32 |" in out and "| avae_b | 32 |" in out and "device-hours" in out
+    assert "evaluation feature paths" in out and "metrics" in out and "inception" in out
     assert "'channels_last': True" in out
     rows = bench.bench(params, ["gan"], 32, 3, 2, 1, bench.ALL_OFF, plain_only=False)
     assert rows[0]["plain"]["flops"] > 0 and rows[0]["fast"]["it_s"] > 0
+
+
+def test_grid_projection_adds_training_and_metrics_hours():
+    from pipeline import bench
+
+    cells = 7 * 5 * 5
+    hour_per_cell = 50_000 / 3600  # it/s at which one cell trains in an hour
+    rows = [{"fast": {"it_s": hour_per_cell}, "gen_img_s": 1e15}]
+    fast = 1e15  # image/s of the paths that should not count
+    inception_hour_per_cell = 50_000 / 3600  # Inception img/s at which one cell's 50k samples take an hour
+    hours = bench.project(rows, {"inception_img_s": inception_hour_per_cell, "classifier_img_s": fast,
+                                 "resize299_img_s": fast})
+    assert hours["train_h"] == pytest.approx(cells)
+    assert hours["metrics_h"] == pytest.approx(cells + 5)  # + each dataset's real statistics once
+    assert hours["total_h"] == pytest.approx(2 * cells + 5)
+    assert bench.project(rows)["total_h"] == pytest.approx(cells)  # training only without extractor rates

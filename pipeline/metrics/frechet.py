@@ -29,11 +29,13 @@ def frechet_distance(stats_a: Stats, stats_b: Stats) -> float:
 
 
 def extract_features(source: ImageSource, extractor: Callable[[torch.Tensor], torch.Tensor], n: int,
-                     batch_size: int, resize: str | None = None, desc: str = "features") -> np.ndarray:
+                     batch_size: int, resize: str | None = None, desc: str = "features",
+                     device: torch.device = torch.device("cpu")) -> np.ndarray:
     """Features of n images from `source` through clean-fid's `get_model_features`.
 
     resize=None keeps the images as they are (custom extractor hook); resize='clean' applies
-    clean-fid's standard resizing (PIL bicubic, float) to Inception's 299x299.
+    clean-fid's standard resizing (PIL bicubic, float) to Inception's 299x299. `extractor` runs
+    on `device` (it must live there); the features come back as a NumPy array.
     """
     batch_size = min(batch_size, n)
 
@@ -43,7 +45,7 @@ def extract_features(source: ImageSource, extractor: Callable[[torch.Tensor], to
     identity = (lambda img: img) if resize is None else None
     with torch.no_grad():
         return cleanfid.get_model_features(generator, extractor, mode=resize or "clean", z_dim=1, num_gen=n,
-                                           batch_size=batch_size, device=torch.device("cpu"),
+                                           batch_size=batch_size, device=device,
                                            desc=f"{desc}: ", verbose=False, custom_fn_resize=identity)
 
 

@@ -70,7 +70,7 @@ def load_inception(weights_path: str | Path) -> InceptionFeatures:
 def imagenet_probs(model: InceptionFeatures, features2048: np.ndarray) -> np.ndarray:
     """softmax(W f) over the 1008 ImageNet outputs without the output bias (stylegan2-ada's IS,
     'to match the original implementation')."""
-    weight = model.base.output.weight.detach().double()
+    weight = model.base.output.weight.detach().cpu().double()
     logits = torch.from_numpy(np.asarray(features2048, dtype=np.float64)) @ weight.T
     return torch.softmax(logits, dim=1).numpy()
 
