@@ -133,3 +133,40 @@ def test_grid_projection_adds_training_and_metrics_hours():
     assert hours["metrics_h"] == pytest.approx(cells + 5)  # + each dataset's real statistics once
     assert hours["total_h"] == pytest.approx(2 * cells + 5)
     assert bench.project(rows)["total_h"] == pytest.approx(cells)  # training only without extractor rates
+
+
+def test_cells_packed_as_concurrent_processes_match_cells_run_one_after_another(toy_prepared, tmp_path):
+    """orchestration.cells_per_gpu packs cells as concurrent processes: two seeds trained at the
+    same time end bitwise where the same two trained one after another do (nothing shared)."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from pipeline.run import load_model
+    from tests.conftest import ROOT
+
+    raw = tiny_params(train={"iterations": 300, "batch_size": 32, "log_every": 50, "checkpoint_every": 100,
+                             "device": "cpu", "threads": 1, "deterministic": True})
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(raw))
+
+    def command(seed: int, tag: str) -> list[str]:
+        return [sys.executable, "-m", "pipeline", "--params", str(params_file), "train", "toy2d", "vae", str(seed),
+                "--data", str(tmp_path / "toy2d"), "--out", str(tmp_path / tag / f"seed{seed}"),
+                "--checkpoints", str(tmp_path / tag / f"ck{seed}")]
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for seed in (0, 1):
+        subprocess.run(command(seed, "sequential"), cwd=ROOT, env=env, check=True, capture_output=True)
+    packed = [subprocess.Popen(command(seed, "packed"), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL) for seed in (0, 1)]
+    assert [p.wait() for p in packed] == [0, 0]
+    for seed in (0, 1):
+        a, _ = load_model(tmp_path / "sequential" / f"seed{seed}" / "model.pt")
+        b, _ = load_model(tmp_path / "packed" / f"seed{seed}" / "model.pt")
+        assert torch.equal(weights(a), weights(b)), f"seed {seed}"
+    a0, _ = load_model(tmp_path / "packed" / "seed0" / "model.pt")
+    a1, _ = load_model(tmp_path / "packed" / "seed1" / "model.pt")
+    assert not torch.equal(weights(a0), weights(a1))  # two different seeds, not one run twice
