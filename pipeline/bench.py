@@ -161,18 +161,18 @@ def time_packed(model: str, params_path: str, resolution: int, channels: int, se
     else:  # share the CPU cores between the packed processes
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // seeds))
 
-    def run(n: int) -> float:
-        t0 = time.perf_counter()
+    def run(n: int) -> tuple[float, float | None]:
+        """Total it/s of n concurrent processes and the sum of their peak GPU memories."""
         procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env if n > 1 else os.environ)
                  for _ in range(n)]
         outs = [p.communicate()[0] for p in procs]
-        wall = time.perf_counter() - t0
-        rates = [json.loads(o.strip().splitlines()[-1])[0]["plain"]["it_s"] for o in outs]
-        return sum(rates), wall
+        plain = [json.loads(o.strip().splitlines()[-1])[0]["plain"] for o in outs]
+        memory = [r["peak_bytes"] for r in plain if r["peak_bytes"]]
+        return sum(r["it_s"] for r in plain), (sum(memory) if memory else None)
 
     single, _ = run(1)
-    packed, _ = run(seeds)
-    return {"single_it_s": single, "packed_it_s": packed, "ratio": packed / single}
+    packed, memory = run(seeds)
+    return {"single_it_s": single, "packed_it_s": packed, "ratio": packed / single, "packed_peak_bytes": memory}
 
 
 def project(rows: list[dict], extractors: dict | None = None) -> dict:
@@ -251,5 +251,7 @@ def main(params: Params, params_path: str, models: list[str] | None, resolution:
         packed = time_packed(models[0], params_path, resolution, channels, packing, steps)
         print(f"\n{packing} seeds packed as concurrent processes on one device ({models[0]}): "
               f"{packed['packed_it_s']:.1f} it/s in total vs {packed['single_it_s']:.1f} it/s alone "
-              f"= {packed['ratio']:.2f}x the throughput of running them one after another")
+              f"= {packed['ratio']:.2f}x the throughput of running them one after another; peak GPU memory of the "
+              f"{packing} together: " + (f"{packed['packed_peak_bytes'] / 1e9:.2f} GB" if packed["packed_peak_bytes"]
+                                        else "n/a (no GPU)"))
     return 0
