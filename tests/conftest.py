@@ -89,3 +89,22 @@ def params():
 def _seed():
     torch.manual_seed(0)
     np.random.seed(0)
+
+
+def assert_each_phase_moves_only_its_modules(method, x: torch.Tensor) -> None:
+    """One optimiser step per phase, with requires_grad set as the training loop sets it: the
+    loss is a finite scalar, and the step moves some of the phase's own parameters and no other."""
+    for phase in method.phases():
+        own = {id(p) for m in phase.modules for p in m.parameters()}
+        for p in method.parameters():
+            p.requires_grad_(id(p) in own)  # as the training loop does
+        before = {n: p.detach().clone() for n, p in method.named_parameters()}
+        optimizer = torch.optim.Adam([p for m in phase.modules for p in m.parameters()], lr=1e-2)
+        terms = phase.loss(x)
+        assert "loss" in terms and terms["loss"].ndim == 0 and torch.isfinite(terms["loss"])
+        optimizer.zero_grad()
+        terms["loss"].backward()
+        optimizer.step()
+        moved = {n for n, p in method.named_parameters() if not torch.equal(before[n], p)}
+        own_names = {n for n, p in method.named_parameters() if id(p) in own}
+        assert moved and moved <= own_names, f"{phase.name} moved {moved - own_names}"

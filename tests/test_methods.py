@@ -13,7 +13,7 @@ from pipeline.data import BatchSampler
 from pipeline.export import FrozenVAE, export_vae, load_vae_export
 from pipeline.methods import REGISTRY
 from pipeline.run import build_method, load_model, train_cell
-from tests.conftest import TINY_NET, tiny_params
+from tests.conftest import TINY_NET, assert_each_phase_moves_only_its_modules, tiny_params
 
 MODELS = {"vae": {"method": "vae"}, "vae_log_mse_encoder_sigma":
           {"method": "vae", "reconstruction": "log_mse", "sigma": "encoder"},
@@ -61,20 +61,7 @@ def test_output_contract(name, image_prepared, tmp_path):
 def test_each_phase_changes_only_its_modules(name, image_prepared, tmp_path):
     method = make(name, image_prepared, tmp_path).train()
     x = BatchSampler(image_prepared.x("train"), image_prepared.info, 8, torch.device("cpu"), 0).next()
-    for phase in method.phases():
-        own = {id(p) for m in phase.modules for p in m.parameters()}
-        for p in method.parameters():
-            p.requires_grad_(id(p) in own)
-        before = {n: p.detach().clone() for n, p in method.named_parameters()}
-        optimizer = torch.optim.Adam([p for m in phase.modules for p in m.parameters()], lr=1e-2)
-        terms = phase.loss(x)
-        assert "loss" in terms and terms["loss"].ndim == 0
-        optimizer.zero_grad()
-        terms["loss"].backward()
-        optimizer.step()
-        moved = {n for n, p in method.named_parameters() if not torch.equal(before[n], p)}
-        own_names = {n for n, p in method.named_parameters() if id(p) in own}
-        assert moved and moved <= own_names, f"{phase.name} moved {moved - own_names}"
+    assert_each_phase_moves_only_its_modules(method, x)
 
 
 @pytest.mark.parametrize("name", list(MODELS))

@@ -38,7 +38,9 @@ class Phase:
 
 class Method(nn.Module, abc.ABC):
     """Base class. Subclasses set `name`, `config_cls`, build networks in __init__ and
-    implement `phases`, `sample` and, when they have an encoder, `encode`/`reconstruct`.
+    implement `phases`, `sample` and, when they have an encoder, `encode`/`reconstruct`
+    (EncoderDecoderMethod and EncoderGeneratorMethod below provide the last three for the two
+    common shapes).
 
     needs_vae: trained on a frozen stage-1 export (receives it as `vae`);
     exports_vae: is itself a stage-1 model whose encoder/decoder are exported frozen;
@@ -84,6 +86,40 @@ class Method(nn.Module, abc.ABC):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor | None:
         """Reconstructions of x on the model scale, or None without an encoder."""
         return None
+
+
+class EncoderDecoderMethod(Method):
+    """A method whose networks are a Gaussian encoder q(z|x) (`encoder`) and a decoder
+    (`decoder`) that is also its generator (β-VAE, VAE-S, VAE/GAN)."""
+
+    def sample(self, n: int) -> torch.Tensor:
+        return self.decoder(self.prior(n))
+
+    def encode(self, x):
+        return self.encoder(x)
+
+    @torch.no_grad()
+    def reconstruct(self, x):
+        return self.decoder(self.encoder(x)[0])  # decode the posterior mean
+
+
+class EncoderGeneratorMethod(Method):
+    """A method with a generator G(z) (`generator`) and a deterministic encoder E(x)
+    (`encoder`, a DeterministicEncoder): BiGAN, AGE, α-GAN."""
+
+    stochastic_encoder = False  # deterministic encoder: no kl / recon_variance rows
+
+    def sample(self, n: int) -> torch.Tensor:
+        return self.generator(self.prior(n))
+
+    def encode(self, x):
+        """(E(x), log σ): the encoder is deterministic, so log σ is a constant tensor full of
+        DETERMINISTIC_LOG_SIGMA (-10)."""
+        return self.encoder.posterior(x)
+
+    @torch.no_grad()
+    def reconstruct(self, x):
+        return self.generator(self.encoder(x))  # x̂ = G(E(x))
 
 
 REGISTRY: dict[str, type[Method]] = {}

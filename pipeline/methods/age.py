@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from pipeline import losses
 from pipeline.config import ConfigError
-from pipeline.methods import Method, Phase, register
+from pipeline.methods import EncoderGeneratorMethod, Phase, register
 from pipeline.networks import build_generator
 from pipeline.networks.joint import DeterministicEncoder
 
@@ -42,12 +42,11 @@ class AgeConfig:
 
 
 @register
-class Age(Method):
+class Age(EncoderGeneratorMethod):
     """Encoder onto the unit sphere and generator, adversarial through the latent KL."""
 
     name = "age"
     config_cls = AgeConfig
-    stochastic_encoder = False  # deterministic encoder: no kl / recon_variance rows
 
     def __init__(self, config: AgeConfig, info, net, vae=None):
         super().__init__(config, info, net)
@@ -87,15 +86,3 @@ class Age(Method):
         betas = (c.beta1, c.beta2)
         return [Phase("encoder", [self.encoder], self.encoder_loss, c.lr, betas),
                 Phase("generator", [self.generator], self.generator_loss, c.lr, betas, c.generator_steps)]
-
-    def sample(self, n: int) -> torch.Tensor:
-        return self.generator(self.prior(n))
-
-    def encode(self, x):
-        """(E(x) on the unit sphere, log σ): the encoder is deterministic, so log σ is a
-        constant tensor full of DETERMINISTIC_LOG_SIGMA (-10)."""
-        return self.encoder.posterior(x)
-
-    @torch.no_grad()
-    def reconstruct(self, x):
-        return self.generator(self.encoder(x))  # G(E(x))

@@ -22,7 +22,7 @@ import torch
 
 from pipeline import losses
 from pipeline.config import ConfigError
-from pipeline.methods import Method, Phase, register
+from pipeline.methods import EncoderGeneratorMethod, Phase, register
 from pipeline.networks import build_critic, build_generator
 from pipeline.networks.joint import DeterministicEncoder, build_code_discriminator
 
@@ -57,12 +57,11 @@ class AlphaGanConfig:
 
 
 @register
-class AlphaGan(Method):
+class AlphaGan(EncoderGeneratorMethod):
     """Encoder, generator, image discriminator and code discriminator (or empirical KL)."""
 
     name = "alpha_gan"
     config_cls = AlphaGanConfig
-    stochastic_encoder = False  # deterministic encoder: no kl / recon_variance rows
 
     def __init__(self, config: AlphaGanConfig, info, net, vae=None):
         super().__init__(config, info, net)
@@ -118,15 +117,3 @@ class AlphaGan(Method):
             phases.append(Phase("code_discriminator", [self.code_discriminator], self.code_discriminator_loss,
                                 c.code_discriminator_lr, betas))
         return phases
-
-    def sample(self, n: int) -> torch.Tensor:
-        return self.generator(self.prior(n))
-
-    def encode(self, x):
-        """(E(x), log σ): the encoder is deterministic, so log σ is a constant tensor full of
-        DETERMINISTIC_LOG_SIGMA (-10)."""
-        return self.encoder.posterior(x)
-
-    @torch.no_grad()
-    def reconstruct(self, x):
-        return self.generator(self.encoder(x))  # x̂ = G(E(x))

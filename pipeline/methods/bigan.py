@@ -14,7 +14,7 @@ import torch
 
 from pipeline import losses
 from pipeline.config import ConfigError
-from pipeline.methods import Method, Phase, register
+from pipeline.methods import EncoderGeneratorMethod, Phase, register
 from pipeline.networks import build_generator
 from pipeline.networks.joint import DeterministicEncoder, JointDiscriminator
 
@@ -35,12 +35,11 @@ class BiganConfig:
 
 
 @register
-class Bigan(Method):
+class Bigan(EncoderGeneratorMethod):
     """E, G and the joint discriminator D(x, z) of AVAE Fig. 5's caption."""
 
     name = "bigan"
     config_cls = BiganConfig
-    stochastic_encoder = False  # deterministic encoder: no kl / recon_variance rows
 
     def __init__(self, config: BiganConfig, info, net, vae=None):
         super().__init__(config, info, net)
@@ -66,15 +65,3 @@ class Bigan(Method):
         return [Phase("discriminator", [self.discriminator], self.discriminator_loss, c.lr, betas),
                 Phase("encoder_generator", [self.encoder, self.generator], self.encoder_generator_loss, c.lr,
                       betas, c.generator_steps)]
-
-    def sample(self, n: int) -> torch.Tensor:
-        return self.generator(self.prior(n))
-
-    def encode(self, x):
-        """(E(x), log σ): the encoder is deterministic, so log σ is a constant tensor full of
-        DETERMINISTIC_LOG_SIGMA (-10)."""
-        return self.encoder.posterior(x)
-
-    @torch.no_grad()
-    def reconstruct(self, x):
-        return self.generator(self.encoder(x))  # G(E(x))

@@ -9,7 +9,7 @@ import torch
 
 from pipeline import losses
 from pipeline.config import ConfigError, to_dict
-from pipeline.methods import Method, Phase, register
+from pipeline.methods import EncoderDecoderMethod, Phase, register
 from pipeline.networks.architectures import build_decoder, build_encoder
 
 
@@ -44,7 +44,7 @@ class VaeConfig:
 
 
 @register
-class VAE(Method):
+class VAE(EncoderDecoderMethod):
     """Encoder E and decoder D trained on L = recon(D(z), x) + β·KL(q(z|x) ‖ p(z))."""
 
     name = "vae"
@@ -89,13 +89,3 @@ class VAE(Method):
     def phases(self) -> list[Phase]:
         c = self.config
         return [Phase("vae", [self.encoder, self.decoder], self.vae_loss, c.lr, (c.beta1, c.beta2))]
-
-    def sample(self, n: int) -> torch.Tensor:
-        return self.decoder(self.prior(n))
-
-    def encode(self, x):
-        return self.encoder(x)
-
-    @torch.no_grad()
-    def reconstruct(self, x):
-        return self.decoder(self.encoder(x)[0])  # decode the posterior mean

@@ -16,7 +16,7 @@ import torch
 
 from pipeline import losses
 from pipeline.config import ConfigError
-from pipeline.methods import Method, Phase, register
+from pipeline.methods import EncoderDecoderMethod, Phase, register
 from pipeline.networks import Encoder, build_critic, build_generator
 from pipeline.networks.joint import critic_layers
 
@@ -41,7 +41,7 @@ class VaeGanConfig:
 
 
 @register
-class VaeGan(Method):
+class VaeGan(EncoderDecoderMethod):
     """Encoder E, decoder/generator Dec and discriminator Dis = P(real), three phases."""
 
     name = "vae_gan"
@@ -90,13 +90,3 @@ class VaeGan(Method):
         return [Phase("encoder", [self.encoder], self.encoder_loss, c.lr, betas),
                 Phase("decoder", [self.decoder], self.decoder_loss, c.lr, betas),
                 Phase("discriminator", [self.discriminator], self.discriminator_loss, c.lr, betas)]
-
-    def sample(self, n: int) -> torch.Tensor:
-        return self.decoder(self.prior(n))
-
-    def encode(self, x):
-        return self.encoder(x)
-
-    @torch.no_grad()
-    def reconstruct(self, x):
-        return self.decoder(self.encoder(x)[0])  # decode the posterior mean
