@@ -7,6 +7,7 @@ it is renamed onto the target, and the folder is fsynced after so the rename its
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -24,11 +25,13 @@ class UnsafeOrCorruptFile(ValueError):
     """A file that cannot be loaded as plain tensors and containers (damaged, or needing code)."""
 
 
-def safe_torch_load(path: str | Path, fix: str, map_location: str | torch.device = "cpu") -> Any:
+def safe_torch_load(path: str | Path, fix: str, map_location: str | torch.device = "cpu",
+                    data: bytes | None = None) -> Any:
     """torch.load with weights_only=True: tensors and plain containers only, no code runs.
-    A truncated, corrupt or code-carrying file raises UnsafeOrCorruptFile naming it and `fix`."""
+    A truncated, corrupt or code-carrying file raises UnsafeOrCorruptFile naming it and `fix`.
+    `data`: the file's bytes when the caller has already read (and verified) them."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path if data is None else io.BytesIO(data), map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as e:  # zip/pickle errors of every kind, and the weights-only refusal

@@ -18,12 +18,10 @@ import contextlib
 import csv
 import io
 import hashlib
-import math
 import os
 import random
 import time
 import warnings
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +31,7 @@ from tqdm import tqdm
 
 from pipeline.config import TrainConfig
 from pipeline.data import BatchSampler
-from pipeline.io import atomic_write, atomic_write_text
+from pipeline.io import atomic_write, atomic_write_text, safe_torch_load
 from pipeline.methods import Method
 
 CHECKPOINT_FORMAT = "train_checkpoint/2"
@@ -78,9 +76,9 @@ def set_deterministic(enabled: bool) -> None:
     cuDNN autotuning off. CPU runs are then bitwise reproducible."""
     if enabled:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS: fixed reduction order
+        torch.backends.cudnn.benchmark = False
     torch.use_deterministic_algorithms(enabled)
     torch.backends.cudnn.deterministic = enabled
-    torch.backends.cudnn.benchmark = not enabled
 
 
 class CheckpointStore:
@@ -123,10 +121,7 @@ class CheckpointStore:
         blob = path.read_bytes()
         if hashlib.sha256(blob).hexdigest() != sidecar.read_text().split()[0]:
             raise ValueError("its bytes do not match the recorded sha256 (truncated or corrupted)")
-        try:
-            return torch.load(io.BytesIO(blob), map_location=device, weights_only=True)
-        except Exception as e:  # pickle refuses anything but tensors and plain containers
-            raise ValueError(f"it cannot be loaded safely ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        return safe_torch_load(path, "the checkpoint before it is used, if there is one", device, data=blob)
 
     def newest_valid(self, device: torch.device, desc: str) -> dict | None:
         """The newest checkpoint that passes its checksum, or None; clears temp files of killed saves."""
@@ -220,9 +215,10 @@ class Trainer:
         self.log_path, self.run_hash, self.desc = Path(log_path), run_hash, desc
         self.phases = method.phases()
         self.trainable = list(dict.fromkeys(m for p in self.phases for m in p.modules))
+        self.phase_params = [[q for m in p.modules for q in m.parameters()] for p in self.phases]
         gamma = cfg.lr_decay_to ** (1.0 / cfg.iterations)  # exponential decay to lr_decay_to at the end
-        self.optimizers = [torch.optim.Adam([q for m in p.modules for q in m.parameters()], lr=p.lr, betas=p.betas,
-                                            **fused_kwargs(cfg, method.device)) for p in self.phases]
+        self.optimizers = [torch.optim.Adam(params, lr=p.lr, betas=p.betas, **fused_kwargs(cfg, method.device))
+                           for p, params in zip(self.phases, self.phase_params)]
         self.schedulers = [torch.optim.lr_scheduler.ExponentialLR(o, gamma) for o in self.optimizers]
         self.autocast = apply_speed_options(method, cfg)
         self.iteration = 0
@@ -296,10 +292,9 @@ class Trainer:
     # -------------------------------------------------------------- loop
     def step(self) -> None:
         """One iteration: every phase, `steps` times each."""
-        for phase, optimizer in zip(self.phases, self.optimizers):
+        for phase, optimizer, params in zip(self.phases, self.optimizers, self.phase_params):
             for module in self.trainable:
                 module.requires_grad_(any(module is m for m in phase.modules))
-            params = [q for group in optimizer.param_groups for q in group["params"]]
             for _ in range(phase.steps):
                 batch = self.sampler.next()
                 if self.cfg.channels_last and batch.ndim == 4:
