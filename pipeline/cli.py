@@ -102,17 +102,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def require_prepared(data_dir: Path, dataset: str) -> None:
-    """Stop a stage before it does anything when its --data folder holds no prepared dataset."""
-    from pipeline.data import DatasetMissing  # load_prepared's error: the stage would raise it later
-
-    fix = f"prepare it first: `dvc repro prepare@{dataset}` or `python -m pipeline prepare {dataset} --out {data_dir}`"
-    if not data_dir.is_dir():
-        raise DatasetMissing(f"--data {data_dir}: no such folder; {fix}")
-    if not (data_dir / "meta.json").is_file():
-        raise DatasetMissing(f"--data {data_dir} holds no prepared dataset (no meta.json); {fix}")
-
-
 def prepared_dataset(args: argparse.Namespace) -> str | None:
     """The dataset a stage's --data folder must hold (None for commands without --data)."""
     if args.command == "toy":
@@ -143,7 +132,9 @@ def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     dataset = prepared_dataset(args)
     if dataset is not None:
-        require_prepared(args.data, dataset)
+        from pipeline.data import require_prepared
+
+        require_prepared(args.data, dataset, label=f"--data {args.data}")
     if args.command == "check":
         stages.check_grid(params)
         g = params.grid

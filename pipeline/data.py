@@ -260,12 +260,23 @@ class Prepared:
         return self.arrays.get(f"{split}_y")
 
 
+def require_prepared(folder: str | Path, dataset: str = "<name>", label: str | None = None) -> None:
+    """Raise DatasetMissing naming the fix unless `folder` (called `label` in the message) holds a
+    prepared dataset, i.e. its meta.json: stages check this before doing anything."""
+    folder = Path(folder)
+    label = label or str(folder)
+    fix = f"prepare it first: `dvc repro prepare@{dataset}` or `python -m pipeline prepare {dataset} --out {folder}`"
+    if not folder.is_dir():
+        raise DatasetMissing(f"{label}: no such folder; {fix}")
+    if not (folder / "meta.json").is_file():
+        raise DatasetMissing(f"{label} holds no prepared dataset (no meta.json); {fix}")
+
+
 def load_prepared(folder: str | Path, verify: bool = True) -> Prepared:
     """Open a prepared folder (memory-mapped), verifying its checksums."""
     folder = Path(folder)
+    require_prepared(folder)
     meta_path = folder / "meta.json"
-    if not meta_path.exists():
-        raise DatasetMissing(f"{folder} holds no prepared dataset (no meta.json): run `dvc repro prepare` first")
     try:
         meta = json.loads(meta_path.read_text())
     except ValueError as e:
