@@ -97,22 +97,6 @@ def time_training(model: str, params: Params, info: DataInfo, device: torch.devi
     return {"it_s": steps / elapsed, "flops": counter.get_total_flops(), "peak_bytes": memory}
 
 
-def time_generation(model: str, params: Params, info: DataInfo, device: torch.device, n: int = 2000) -> float:
-    """Generated images per second (eval mode, batch = evaluate.batch_size)."""
-    method = build(model, params, info, device).eval()
-    batch = params.evaluate.batch_size
-    with torch.no_grad():
-        method.sample(min(batch, n))
-        sync(device)
-        t0 = time.perf_counter()
-        done = 0
-        while done < n:
-            method.sample(min(batch, n - done))
-            done += batch
-        sync(device)
-    return n / (time.perf_counter() - t0)
-
-
 def images_per_s(fn, images: torch.Tensor, batch: int, device: torch.device, repeats: int = 3) -> float:
     """Images/s of fn over `repeats` batches (one warm-up batch first)."""
     fn(images[:batch])
@@ -122,6 +106,15 @@ def images_per_s(fn, images: torch.Tensor, batch: int, device: torch.device, rep
         fn(images[:batch])
     sync(device)
     return repeats * min(batch, len(images)) / (time.perf_counter() - t0)
+
+
+def time_generation(model: str, params: Params, info: DataInfo, device: torch.device, n: int = 2000) -> float:
+    """Generated images per second (eval mode, batch = evaluate.batch_size, about n images)."""
+    method = build(model, params, info, device).eval()
+    batch = params.evaluate.batch_size
+    with torch.no_grad():
+        return images_per_s(lambda z: method.sample(len(z)), torch.empty(batch, 0), batch, device,
+                            repeats=max(1, n // batch))
 
 
 def time_extractors(params: Params, info: DataInfo, device: torch.device) -> dict:
@@ -143,7 +136,7 @@ def time_extractors(params: Params, info: DataInfo, device: torch.device) -> dic
     with torch.no_grad():
         return {
             "classifier_img_s": images_per_s(lambda x: classifier.features(x.to(device).float()), images, batch, device),
-            "resize299_img_s": images_per_s(lambda x: [resize(im.permute(1, 2, 0).numpy()) for im in x[:64]], rgb, 64,
+            "resize299_img_s": images_per_s(lambda x: [resize(im.permute(1, 2, 0).numpy()) for im in x], rgb, 64,
                                             device),
             "inception_img_s": images_per_s(lambda x: inception(x.to(device).float()), torch.randint(
                 0, 256, (inception_batch, 3, 299, 299), dtype=torch.uint8), inception_batch, device, repeats=2),
