@@ -240,19 +240,21 @@ class Cell:
     # ------------------------------------------------------------ Inception
     @cached_property
     def inception(self) -> tuple[metrics.InceptionFeatures | None, str, str]:
-        """(network or None, features label, reason when None)."""
+        """(network on the model's device or None, features label, reason when None)."""
         if self.networks.inception is not None:
-            return (*self.networks.inception, "")
+            net, label = self.networks.inception
+            return net.to(self.device), label, ""
         found = weights.inception(self.cfg.inception_weights)
         if not found.present:
             return None, weights.INCEPTION_NAME, found.reason
-        return metrics.load_inception(found.path), f"{weights.INCEPTION_NAME}:sha256={weights.digest(found.path)}", ""
+        return (metrics.load_inception(found.path).to(self.device),
+                f"{weights.INCEPTION_NAME}:sha256={weights.digest(found.path)}", "")
 
     def inception_features(self, images_u8: np.ndarray, desc: str) -> dict[int, np.ndarray]:
         net = self.inception[0]
         source = metrics.rgb_source(metrics.array_source(images_u8))
-        feats = metrics.extract_features(source, net.to(self.device), len(images_u8), self.cfg.batch_size,
-                                         resize="clean", desc=desc, device=self.device)
+        feats = metrics.extract_features(source, net, len(images_u8), self.cfg.batch_size, resize="clean", desc=desc,
+                                         device=self.device)
         return metrics.split_taps(feats)
 
     @cached_property

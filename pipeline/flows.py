@@ -11,9 +11,9 @@ flow adds is what DVC lacks for a grid:
   classifier is trained once per dataset, evaluate waits for its training, aggregate comes last);
 - devices: a `DevicePool` gives each running task one GPU (`CUDA_VISIBLE_DEVICES` of its
   process), `orchestration.cells_per_gpu` tasks per visible GPU (packed cells: several seeds'
-  small networks share a GPU that one of them leaves mostly idle); a host without GPUs runs `orchestration.cpu_slots`
-  tasks at a time (1 = the cells in sequence, then in the flow's own process with
-  `orchestration.inline_on_cpu`, which saves an interpreter start-up per stage);
+  small networks share a GPU that one of them leaves mostly idle); a host without GPUs runs
+  `orchestration.cpu_slots` tasks at a time (1 = the cells in sequence, then in the flow's own
+  process with `orchestration.inline_on_cpu`, which saves an interpreter start-up per stage);
 - faults: a failing stage is retried (`orchestration.retries`), then its cells get a `failed`
   metrics row with the error (run.record_failed_cell) while every other cell goes on;
 - DVC bookkeeping once: stages that DVC reports up to date (and whose upstream stages are too)
