@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# .venv is 6.3 GB: torch 2.14.1's CUDA build brings 3.2 GB of nvidia-* wheels and 0.9 GB of triton
+MIN_FREE_GB ?= 7
 FMNIST_DIR ?= $(or $(FASHION_MNIST_DIR),/usr/share/datasets/fashion-mnist)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
@@ -14,6 +16,12 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 setup: $(STAMP) dataset
 
 $(STAMP): pyproject.toml
+	@free_gb=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	if [ "$$free_gb" -lt "$(MIN_FREE_GB)" ]; then \
+	  echo "Not enough disk space to install: $(VENV) needs about $(MIN_FREE_GB) GB, and the disk holding $(CURDIR) has $$free_gb GB free."; \
+	  echo "Free some space (old clones, ~/.cache/pip) and run make again; MIN_FREE_GB=0 skips this check."; \
+	  exit 1; \
+	fi
 	@echo "== creating $(VENV) and installing the project (torch 2.14.1, dvc, prefect, clean-fid, lpips, ...)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
