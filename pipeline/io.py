@@ -84,7 +84,14 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    return atomic_write(path, lambda p: torch.save(obj, p))
+    """torch.save atomically, through a file object: given a path, torch names the archive's
+    root folder after the (random) temporary file, so equal objects would differ byte-wise."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+
+    return atomic_write(path, write)
 
 
 def atomic_savez(path: str | Path, **arrays: Any) -> Path:

@@ -90,6 +90,14 @@ def test_atomic_savez_keeps_the_exact_name(tmp_path):
     assert_only(tmp_path, "stats.npz")
 
 
+def test_equal_objects_saved_under_different_names_are_byte_identical(tmp_path):
+    blob = {"w": torch.arange(6.0).reshape(2, 3), "step": 3}
+    a = pio.atomic_torch_save(blob, tmp_path / "a" / "model.pt").read_bytes()
+    b = pio.atomic_torch_save(blob, tmp_path / "b" / "other.pt").read_bytes()
+    assert a == b
+    assert torch.equal(torch.load(io.BytesIO(a), weights_only=True)["w"], blob["w"])
+
+
 # ---------------------------------------------------------------- full disk during a write
 
 

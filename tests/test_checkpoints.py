@@ -106,6 +106,8 @@ def test_deterministic_cpu_runs_are_bitwise_reproducible(image_prepared, tmp_pat
         train_cell(params, "fashion_mnist", "vae", 0, tmp_path / "fmnist", tmp_path / run, tmp_path / f"ck_{run}")
         assert torch.are_deterministic_algorithms_enabled()
     assert_same_weights(tmp_path / "a", tmp_path / "b")
+    # the saved file too, byte for byte, so its DVC hash is the same in every repro
+    assert (tmp_path / "a" / "model.pt").read_bytes() == (tmp_path / "b" / "model.pt").read_bytes()
 
 
 def test_a_non_finite_gradient_stops_the_run_naming_it(toy_prepared, tmp_path, monkeypatch):
