@@ -1,9 +1,11 @@
 """`python -m pipeline bench`: training and evaluation throughput, side by side with every
 speed option off, FLOPs per step and the projected cost of the paper grid.
 
-For each model it times the same training step twice in one run: the plain loop (fp32,
-eager, no fused optimiser, NCHW) and the loop with the speed options of params' `train`
-section (or all of them on a GPU with `--all-on`). FLOPs per step are counted with
+For each model it times the same training step side by side in one run: the plain loop
+(fp32, eager, no fused optimiser, NCHW), the loop with the speed options of params' `train`
+section (or all of them on a GPU with `--all-on`) and, with `--each`, every option alone.
+The configurations are timed in three interleaved rounds and each keeps its best round, so a
+shared machine's drift cannot favour one of them. FLOPs per step are counted with
 torch.utils.flop_counter; the fraction of the device's peak is given where the peak is
 known. Seeds packed per device are measured as concurrent processes (the grid flow packs
 cells the same way). Benchmarks print figures; no test asserts a time.
@@ -70,31 +72,62 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_training(model: str, params: Params, info: DataInfo, device: torch.device, speed: dict,
-                  warmup: int, steps: int) -> dict:
-    """Iterations/s, FLOPs per iteration and peak memory of one configuration."""
-    torch.manual_seed(0)
-    cfg = dataclasses.replace(params.model(model).train, **speed, iterations=warmup + steps)
-    method = build(model, params, info, device)
-    data = np.random.default_rng(0).integers(0, 256, (max(4 * cfg.batch_size, 512), *info.shape), dtype=np.uint8)
-    sampler = BatchSampler(data, info, cfg.batch_size, device, 0)
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(method, sampler, cfg, Path(tmp) / "ck", Path(tmp) / "log.csv", "bench", f"bench {model}")
+class TimedRun:
+    """One configuration's trainer, built and warmed up, kept alive so that configurations can
+    be timed in interleaved rounds (a drift in the machine's speed then hits them all alike)."""
+
+    def __init__(self, model: str, params: Params, info: DataInfo, device: torch.device, speed: dict,
+                 warmup: int, tmp: Path):
+        torch.manual_seed(0)
+        self.device = device
+        cfg = dataclasses.replace(params.model(model).train, **speed, iterations=10**9)
+        base = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0  # runs built before this one
+        method = build(model, params, info, device)
+        data = np.random.default_rng(0).integers(0, 256, (max(4 * cfg.batch_size, 512), *info.shape), dtype=np.uint8)
+        sampler = BatchSampler(data, info, cfg.batch_size, device, 0)
+        self.trainer = Trainer(method, sampler, cfg, tmp / "ck", tmp / "log.csv", "bench", f"bench {model}")
         method.train()
         for _ in range(warmup):
-            trainer.step()
+            self.trainer.step()
         sync(device)
-        if device.type == "cuda":
+        self.peak_bytes = None
+        if device.type == "cuda":  # this run's own peak: what it allocates on top of the runs alive before it
             torch.cuda.reset_peak_memory_stats(device)
+            for _ in range(2):
+                self.trainer.step()
+            sync(device)
+            self.peak_bytes = torch.cuda.max_memory_allocated(device) - base
+        self.rates: list[float] = []
+        self.steps, self.elapsed = 0, 0.0
+
+    def time(self, steps: int) -> None:
         t0 = time.perf_counter()
         for _ in range(steps):
-            trainer.step()
-        sync(device)
-        elapsed = time.perf_counter() - t0
+            self.trainer.step()
+        sync(self.device)
+        dt = time.perf_counter() - t0
+        self.rates.append(steps / dt)
+        self.steps, self.elapsed = self.steps + steps, self.elapsed + dt
+
+    def result(self) -> dict:
+        """it_s: the best round (a shared machine only ever slows a round down); mean_it_s: all rounds."""
         with FlopCounterMode(display=False) as counter:
-            trainer.step()
-    memory = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    return {"it_s": steps / elapsed, "flops": counter.get_total_flops(), "peak_bytes": memory}
+            self.trainer.step()
+        return {"it_s": max(self.rates), "mean_it_s": self.steps / self.elapsed, "flops": counter.get_total_flops(),
+                "peak_bytes": self.peak_bytes}
+
+
+def time_configs(model: str, params: Params, info: DataInfo, device: torch.device, speeds: dict[str, dict],
+                 warmup: int, steps: int, rounds: int = 3) -> dict[str, dict]:
+    """Iterations/s, FLOPs per iteration and peak memory of each named configuration, `steps`
+    timed iterations each, in `rounds` interleaved rounds."""
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {name: TimedRun(model, params, info, device, speed, warmup, Path(tmp) / name)
+                for name, speed in speeds.items()}
+        for chunk in np.array_split(np.arange(steps), min(rounds, steps)):
+            for run in runs.values():
+                run.time(len(chunk))
+        return {name: run.result() for name, run in runs.items()}
 
 
 def images_per_s(fn, images: torch.Tensor, batch: int, device: torch.device, repeats: int = 3) -> float:
@@ -161,7 +194,8 @@ def time_packed(model: str, params_path: str, resolution: int, channels: int, se
         outs = [p.communicate()[0] for p in procs]
         plain = [json.loads(o.strip().splitlines()[-1])[0]["plain"] for o in outs]
         memory = [r["peak_bytes"] for r in plain if r["peak_bytes"]]
-        return sum(r["it_s"] for r in plain), (sum(memory) if memory else None)
+        # whole-run rates, not best chunks: the processes must be measured over the same stretch
+        return sum(r["mean_it_s"] for r in plain), (sum(memory) if memory else None)
 
     single, _ = run(1)
     packed, memory = run(seeds)
@@ -188,21 +222,41 @@ def project(rows: list[dict], extractors: dict | None = None) -> dict:
 
 
 def bench(params: Params, models: list[str], resolution: int, channels: int, steps: int, warmup: int,
-          speed: dict, plain_only: bool) -> list[dict]:
+          speed: dict, plain_only: bool, each: bool = False) -> list[dict]:
+    """Per model: the plain loop ("plain"), the chosen speed options ("fast") and, with `each`,
+    every option alone, timed side by side in interleaved rounds."""
     device = resolve_device(params.train.device)
     if params.train.threads:
         torch.set_num_threads(params.train.threads)
     info = synthetic_info(resolution, channels)
     rows = []
     for model in models:
+        speeds = {"plain": ALL_OFF}
+        if not plain_only:
+            speeds["fast"] = speed
+        if each:  # which switch pays on this device
+            speeds.update({option: {**ALL_OFF, option: on} for option, on in ALL_ON_GPU.items()})
+        timed = time_configs(model, params, info, device, speeds, warmup, steps)
         row = {"model": model, "device": str(device), "resolution": resolution,
                "batch": params.model(model).train.batch_size, "width": params.networks.width,
-               "plain": time_training(model, params, info, device, ALL_OFF, warmup, steps)}
+               "plain": timed["plain"]}
         if not plain_only:
-            row["fast"] = time_training(model, params, info, device, speed, warmup, steps)
+            row["fast"] = timed["fast"]
             row["gen_img_s"] = time_generation(model, params, info, device)
+        if each:
+            row["each"] = {option: timed[option]["it_s"] for option in ALL_ON_GPU}
         rows.append(row)
     return rows
+
+
+def each_table(rows: list[dict]) -> str:
+    lines = ["each option alone, it/s (ratio to plain):", "",
+             "| model | plain | " + " | ".join(ALL_ON_GPU) + " |", "|---|---|" + "---|" * len(ALL_ON_GPU)]
+    for r in rows:
+        plain = r["plain"]["it_s"]
+        lines.append(f"| {r['model']} | {plain:.1f} | " +
+                     " | ".join(f"{r['each'][o]:.1f} ({r['each'][o] / plain:.2f})" for o in ALL_ON_GPU) + " |")
+    return "\n".join(lines)
 
 
 def table(rows: list[dict], speed: dict, device: torch.device) -> str:
@@ -221,16 +275,19 @@ def table(rows: list[dict], speed: dict, device: torch.device) -> str:
 
 
 def main(params: Params, params_path: str, models: list[str] | None, resolution: int, channels: int,
-         steps: int, warmup: int, all_on: bool, packing: int, as_json: bool, plain_only: bool) -> int:
+         steps: int, warmup: int, all_on: bool, packing: int, as_json: bool, plain_only: bool,
+         each: bool = False) -> int:
     models = models or [m for m in params.grid.evaluate if m in params.models]
     device = resolve_device(params.train.device)
     fields = ALL_OFF.keys()
     speed = dict(ALL_ON_GPU) if all_on else {k: getattr(params.train, k) for k in fields}
-    rows = bench(params, models, resolution, channels, steps, warmup, speed, plain_only)
+    rows = bench(params, models, resolution, channels, steps, warmup, speed, plain_only, each)
     if as_json:
         print(json.dumps(rows))
         return 0
     print(table(rows, speed, device))
+    if each:
+        print("\n" + each_table(rows))
     extractors = time_extractors(params, synthetic_info(resolution, channels), device)
     print("\nevaluation feature paths (images/s, batch = evaluate.batch_size): " +
           ", ".join(f"{k.removesuffix('_img_s')} {v:.0f}" for k, v in extractors.items()) +

@@ -85,6 +85,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--all-on", action="store_true", help="every speed option on (GPU), not params' train section")
     s.add_argument("--packing", type=int, default=2, help="seeds packed as concurrent processes (1 = skip)")
     s.add_argument("--no-packing", dest="packing", action="store_const", const=1)
+    s.add_argument("--each", action="store_true", help="also time each speed option alone (which one pays here)")
     s.add_argument("--plain-only", action="store_true", help=argparse.SUPPRESS)
     s.add_argument("--json", action="store_true", help="print the raw rows as JSON")
     s = sub.add_parser("weights", help="report where metric weights are looked for and what is present")
@@ -151,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         from pipeline import bench
 
         return bench.main(params, args.params, args.models, args.resolution, args.channels, args.steps,
-                          args.warmup, args.all_on, args.packing, args.json, args.plain_only)
+                          args.warmup, args.all_on, args.packing, args.json, args.plain_only, args.each)
     elif args.command == "prepare":
         stages.prepare_dataset(params, args.dataset, args.out)
     elif args.command == "train":

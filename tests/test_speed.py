@@ -119,6 +119,18 @@ def test_bench_prints_the_side_by_side_table(capsys):
     assert rows[0]["plain"]["flops"] > 0 and rows[0]["fast"]["it_s"] > 0
 
 
+def test_bench_each_option_alone(capsys):
+    from pipeline import bench
+
+    params = parse_params(tiny_params(train={"iterations": 10, "batch_size": 8, "device": "cpu"}))
+    assert bench.main(params, "params.yaml", ["vae"], 32, 1, steps=2, warmup=1, all_on=False, packing=1,
+                      as_json=False, plain_only=False, each=True) == 0
+    out = capsys.readouterr().out
+    assert "| model | plain | channels_last | autocast | fused_optimizer | compile |" in out
+    row = next(line for line in out.splitlines() if line.startswith("| vae | ") and line.count("(") == 4)
+    assert all(float(cell.split()[0]) > 0 for cell in row.strip("| ").split(" | ")[1:])
+
+
 def test_grid_projection_adds_training_and_metrics_hours():
     from pipeline import bench
 
