@@ -155,22 +155,21 @@ def time_extractors(params: Params, info: DataInfo, device: torch.device) -> dic
     clean-fid's resize to 299x299 (PIL bicubic, on the CPU: it feeds Inception), and Inception-v3
     (torchvision's architecture with random weights: a throughput figure only, never a metric)."""
     import torchvision
-    from cleanfid.resize import build_resizer
 
     from pipeline.classifier import Classifier
+    from pipeline.metrics import batch_resizer
 
     batch = params.evaluate.batch_size
     images = torch.randint(0, 256, (batch, *info.shape), dtype=torch.uint8)
     classifier = Classifier(info, params.classifier).to(device).eval()
     inception = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False).to(device).eval()
-    resize = build_resizer("clean")
+    resize = batch_resizer("clean")
     inception_batch = min(batch, 100 if device.type == "cuda" else 8)  # a CPU takes seconds per image batch
     rgb = images.expand(-1, 3, -1, -1) if info.channels == 1 else images
     with torch.no_grad():
         return {
             "classifier_img_s": images_per_s(lambda x: classifier.features(x.to(device).float()), images, batch, device),
-            "resize299_img_s": images_per_s(lambda x: [resize(im.permute(1, 2, 0).numpy()) for im in x], rgb, 64,
-                                            device),
+            "resize299_img_s": images_per_s(resize, rgb, 64, device),
             "inception_img_s": images_per_s(lambda x: inception(x.to(device).float()), torch.randint(
                 0, 256, (inception_batch, 3, 299, 299), dtype=torch.uint8), inception_batch, device, repeats=2),
         }
@@ -212,7 +211,7 @@ def project(rows: list[dict], extractors: dict | None = None) -> dict:
     if extractors:
         per_image_s = 1 / extractors["inception_img_s"] + 1 / extractors["classifier_img_s"]
         gen_s = np.mean([1 / r["gen_img_s"] for r in rows])
-        resize_s = 1 / extractors["resize299_img_s"]  # per process on the CPU; overlaps the GPU only if parallelised
+        resize_s = 1 / extractors["resize299_img_s"]  # one CPU core per process, not overlapped with the GPU
         n = PAPER_GRID["fid_samples"]
         out["metrics_h"] = (cells * n * (gen_s + per_image_s + resize_s)
                             + PAPER_GRID["datasets"] * n * (per_image_s + resize_s)) / 3600

@@ -153,6 +153,21 @@ def test_inception_taps_give_the_four_feature_sizes_and_probabilities():
     assert probs.shape == (3, 1008) and np.allclose(probs.sum(1), 1.0)
 
 
+def test_clean_resize_gives_clean_fids_own_features_bit_for_bit():
+    from cleanfid import fid as cleanfid
+
+    images = np.random.default_rng(0).integers(0, 256, (7, 3, 32, 32)).astype(np.float32)
+    extractor = nn.Sequential(nn.AvgPool2d(13), nn.Flatten())  # 299 px -> 3 x 23 x 23 features
+    ours = metrics.extract_features(metrics.array_source(images), extractor, 7, 3, resize="clean")
+    stream = metrics.array_source(images[:6])  # clean-fid draws whole batches: 6 = 2 x 3
+    reference = cleanfid.get_model_features(lambda z: stream(len(z)), extractor, mode="clean", z_dim=1, num_gen=6,
+                                            batch_size=3, device=torch.device("cpu"), verbose=False)
+    assert ours.shape == (7, 3 * 23 * 23) and np.array_equal(ours[:6], reference)
+    # a last, partial batch holds exactly the remaining images, in order
+    alone = metrics.extract_features(metrics.array_source(images[6:]), extractor, 1, 3, resize="clean")
+    assert np.array_equal(ours[6:], alone)
+
+
 def test_inception_features_reject_a_module_without_the_layers():
     base = nn.Module()
     base.layers = nn.Sequential(nn.Conv2d(3, 8, 3))

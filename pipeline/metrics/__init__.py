@@ -10,8 +10,8 @@ explicitly, so tests can run each code path with a randomly initialised network;
 """
 
 from pipeline.metrics.critic import CriticSettings, independent_critic
-from pipeline.metrics.frechet import (ImageSource, Stats, array_source, cached_stats, extract_features,
-                                      feature_stats, frechet_distance, rgb_source, to_255_rgb)
+from pipeline.metrics.frechet import (ImageSource, Stats, array_source, batch_resizer, cached_stats,
+                                      extract_features, feature_stats, frechet_distance, rgb_source, to_255_rgb)
 from pipeline.metrics.inception import (TAPS, InceptionFeatures, imagenet_probs, inception_score, load_inception,
                                         split_taps)
 from pipeline.metrics.perceptual import load_lpips, lpips_distance, lpips_with_backbone
@@ -20,9 +20,10 @@ from pipeline.metrics.sharpness import laplace_variance, norm_laplace
 from pipeline.metrics.ssim import diversity, ms_ssim
 
 __all__ = [
-    "CriticSettings", "ImageSource", "InceptionFeatures", "Stats", "TAPS", "array_source", "cached_stats", "cosine",
+    "CriticSettings", "ImageSource", "InceptionFeatures", "Stats", "TAPS", "array_source", "batch_resizer",
+    "cached_stats", "cosine",
     "diversity", "extract_features", "feature_stats", "frechet_distance", "imagenet_probs", "independent_critic",
     "inception_score", "laplace_variance", "load_inception", "load_lpips", "lpips_distance", "lpips_with_backbone",
-    "mean_kl", "ms_ssim", "mse", "norm_laplace", "recon_accuracy", "recon_variance", "rgb_source", "split_taps",
-    "to_255_rgb",
+    "mean_kl", "ms_ssim", "mse", "norm_laplace", "recon_accuracy", "recon_variance", "rgb_source",
+    "split_taps", "to_255_rgb",
 ]

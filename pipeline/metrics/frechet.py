@@ -1,6 +1,6 @@
-"""Fréchet distances: pure maths (clean-fid's own code), feature extraction through clean-fid's
-`get_model_features` (its custom feature-extractor hook), and a cache of real-data statistics
-keyed by a hash of dataset + extractor (as clean-fid and stylegan2-ada do)."""
+"""Fréchet distances: pure maths (clean-fid's own code), feature extraction with clean-fid's
+resizer (the features of its `get_model_features`), and a cache of real-data statistics keyed
+by a hash of dataset + extractor (as clean-fid and stylegan2-ada do)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Callable
 import numpy as np
 import torch
 from cleanfid import fid as cleanfid
+from cleanfid.resize import build_resizer
+from tqdm import tqdm
 
 from pipeline.io import atomic_savez
 
@@ -31,22 +33,33 @@ def frechet_distance(stats_a: Stats, stats_b: Stats) -> float:
 def extract_features(source: ImageSource, extractor: Callable[[torch.Tensor], torch.Tensor], n: int,
                      batch_size: int, resize: str | None = None, desc: str = "features",
                      device: torch.device = torch.device("cpu")) -> np.ndarray:
-    """Features of n images from `source` through clean-fid's `get_model_features`.
+    """Features of the first n images of `source`, batch by batch: the images (optionally
+    resized by clean-fid's resizer for `resize`, e.g. 'clean': PIL bicubic, float, to
+    Inception's 299x299) go through `extractor` on `device` (it must live there). The same
+    features as clean-fid's `get_model_features` (a test checks it bit for bit), without its
+    two copies of every resized batch and with a last, partial batch of exactly the images left."""
+    resize_batch = batch_resizer(resize) if resize is not None else None
+    feats = []
+    with torch.no_grad(), tqdm(total=n, desc=desc, unit="img", mininterval=2.0, leave=False) as bar:
+        for start in range(0, n, batch_size):
+            images = source(min(batch_size, n - start)).float()
+            if resize_batch is not None:
+                images = resize_batch(images)
+            feats.append(extractor(images.to(device)).cpu().numpy())
+            bar.update(len(images))
+    return np.concatenate(feats)
 
-    resize=None keeps the images as they are (custom extractor hook); resize='clean' applies
-    clean-fid's standard resizing (PIL bicubic, float) to Inception's 299x299. `extractor` runs
-    on `device` (it must live there); the features come back as a NumPy array.
-    """
-    batch_size = min(batch_size, n)
 
-    def generator(z: torch.Tensor) -> torch.Tensor:  # clean-fid calls G(z) for each batch
-        return source(len(z)).float()
+def batch_resizer(mode: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A batch (N x C x H x W, [0, 255]) -> each image through clean-fid's resizer for `mode`,
+    exactly as clean-fid resizes it (PIL, on the CPU, one image at a time)."""
+    resize_one = build_resizer(mode)
 
-    identity = (lambda img: img) if resize is None else None
-    with torch.no_grad():
-        return cleanfid.get_model_features(generator, extractor, mode=resize or "clean", z_dim=1, num_gen=n,
-                                           batch_size=batch_size, device=device,
-                                           desc=f"{desc}: ", verbose=False, custom_fn_resize=identity)
+    def resize_batch(images: torch.Tensor) -> torch.Tensor:
+        return torch.stack([torch.from_numpy(resize_one(image.numpy().transpose((1, 2, 0)))).permute(2, 0, 1)
+                            for image in images.cpu()])
+
+    return resize_batch
 
 
 def array_source(images_u8: np.ndarray) -> ImageSource:
