@@ -66,20 +66,6 @@ def to_u8(images01: torch.Tensor) -> np.ndarray:
     return (images01.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 
-def latent_decoder(method: Method) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """z -> model-scale image: the method's `decode`/`generate` function or its `generator`/`decoder`
-    network (the one its samples come from), or None when it exposes none."""
-    for name in ("decode", "generate"):
-        fn = getattr(method, name, None)
-        if callable(fn) and not isinstance(fn, nn.Module):
-            return fn
-    for name in ("generator", "decoder"):
-        module = getattr(method, name, None)
-        if isinstance(module, nn.Module):
-            return module
-    return None
-
-
 @dataclass
 class Networks:
     """Feature networks given explicitly (tests): (module, label) pairs; None = resolve real weights."""
@@ -97,7 +83,12 @@ class MetricSpec:
     needs: frozenset = field(default_factory=frozenset)  # subset of NEEDS
 
 
-NEEDS = {"image", "vector", "encoder", "posterior", "decoder", "classifier"}  # posterior: stochastic encoder
+NEEDS = {"image", "vector", "encoder", "posterior", "classifier"}  # posterior: stochastic encoder
+WHY_NOT = {  # the reason a metric needing this fact does not apply to a cell without it
+    "encoder": "the model has no encoder (nothing to reconstruct with)",
+    "posterior": "the model's encoder is deterministic (no q(z|x) to draw from or measure a KL of)",
+    "classifier": "no dataset classifier for this dataset (it has no labels)",
+}
 METRICS: dict[str, MetricSpec] = {}
 
 
@@ -130,8 +121,7 @@ class Cell:
         test = data.x("test")
         self.test_u8 = np.array(test[:cfg.n_recon] if cfg.n_recon else test)  # writable copy
         self.test_labels = None if data.y("test") is None else np.array(data.y("test")[:len(self.test_u8)])
-        decode = latent_decoder(method)
-        self.decode = None if decode is None else (lambda z: self.on_device(decode, z))
+        self.decode = lambda z: self.on_device(method.decode, z)
         with torch.no_grad():
             self.has_encoder = method.encode(self.model_scale(self.test_u8[:2]).to(self.device)) is not None
 
@@ -140,21 +130,33 @@ class Cell:
         facts = {self.info.kind}
         facts |= {"encoder"} if self.has_encoder else set()
         facts |= {"posterior"} if self.has_encoder and self.method.stochastic_encoder else set()
-        facts |= {"decoder"} if self.decode is not None else set()
         facts |= {"classifier"} if self.classifier is not None and self.test_labels is not None else set()
         return facts
 
-    def applicable(self) -> list[MetricSpec]:
+    def chosen(self) -> list[MetricSpec]:
+        """The selected metrics (evaluate.metrics, empty = all) made for this kind of data
+        (image or vector): the others are no column of this dataset's table."""
         chosen = self.cfg.metrics or list(METRICS)
         unknown = sorted(set(chosen) - set(METRICS))
         if unknown:
             raise ValueError(f"evaluate.metrics: unknown {unknown}; registered metrics: {sorted(METRICS)}")
-        facts = self.facts()
-        return [METRICS[name] for name in chosen if METRICS[name].needs <= facts]
+        kinds = {"image", "vector"}
+        return [METRICS[name] for name in chosen if METRICS[name].needs & kinds <= {self.info.kind}]
+
+    def not_applicable(self, spec: MetricSpec) -> str:
+        """Why `spec` does not apply to this cell ('' when it does)."""
+        lacking = sorted(spec.needs - self.facts())
+        return "; ".join(WHY_NOT[fact] for fact in lacking)
 
     def rows(self) -> list[Row]:
+        """Every chosen metric's rows; one that does not apply to this cell is an `n/a` row
+        saying why (never absent)."""
         rows = []
-        for spec in self.applicable():
+        for spec in self.chosen():
+            why = self.not_applicable(spec)
+            if why:
+                rows.append(Row(spec.name, float("nan"), "", "", 0, "", "n/a", why))
+                continue
             t0 = time.perf_counter()
             try:
                 out = spec.fn(self)
@@ -315,7 +317,7 @@ def lpips_metric(cell: Cell) -> list[Row]:
                 "test", "[-1,1]", n, label)]
 
 
-@register_metric("recon_variance", "encoder", "posterior", "decoder")
+@register_metric("recon_variance", "encoder", "posterior")
 def recon_variance_metric(cell: Cell) -> list[Row]:
     """LSR-GAN T1: variance among images decoded from several z ~ q(z|x) of one x."""
     n = min(cell.cfg.n_variance, len(cell.test_u8))
@@ -475,9 +477,7 @@ class Pictures:
         paths = [self.samples()]
         if self.cell.has_encoder:
             paths.append(self.reconstructions())
-        if self.cell.decode is not None:
-            paths += [self.interpolation(), self.traversals()]
-        return paths
+        return paths + [self.interpolation(), self.traversals()]
 
     def _save(self, images01: torch.Tensor, name: str, nrow: int) -> Path:
         """A PNG grid, written atomically (format named: the temporary file ends in .tmp)."""

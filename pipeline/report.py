@@ -105,7 +105,7 @@ def table(df: pd.DataFrame, dataset: str, metrics_: list[str], order: list[str])
                 entries.append(Entry(text, float(s["mean"]), float(s["std"])))
                 continue
             r = rows_v[rows_v["metric"] == metric]
-            if r.empty:
+            if r.empty or r["status"].iloc[0] == "n/a":  # n/a: the model has no such part (reason in the row)
                 entries.append(Entry("—"))
             else:
                 status = r["status"].iloc[0]

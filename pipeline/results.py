@@ -26,14 +26,14 @@ SCHEMA = pa.schema([
     ("scale", pa.string()),  # value range the metric was computed on, e.g. [0,1]
     ("n_samples", pa.int64()),  # examples or generated samples used
     ("features", pa.string()),  # feature extractor, e.g. classifier:fashion_mnist, inception-2015-12-05
-    ("status", pa.string()),  # ok | missing | failed
+    ("status", pa.string()),  # ok | missing | failed | n/a (does not apply to this model)
     ("reason", pa.string()),  # why not ok
     ("time_s", pa.float64()),  # wall time of this metric
     ("git_rev", pa.string()),  # commit of the code that computed it
     ("params_hash", pa.string()),  # hash of the cell's resolved configuration
     ("checkpoint", pa.string()),  # the evaluated model: training run hash @ iterations
 ], metadata={"schema_version": str(SCHEMA_VERSION)})
-STATUSES = ("ok", "missing", "failed")
+STATUSES = ("ok", "missing", "failed", "n/a")
 
 
 class SchemaError(ValueError):

@@ -94,7 +94,7 @@ def test_avae_generator_gradient_flows_through_the_frozen_encoder(image_prepared
     # the latent term must reach the generator through E (otherwise L_Z would be inert)
     method = make("avae_b", image_prepared, tmp_path).train()
     z = method.prior(4)
-    fake = method.generate(z)
+    fake = method.decode(z)
     mu, log_sigma = method.vae.encoder(fake)
     from pipeline.losses import latent_recon_b
     latent_recon_b(mu, z, log_sigma).mean().backward()
@@ -106,8 +106,8 @@ def test_avae_xi_changes_samples_for_a_fixed_code(image_prepared, tmp_path):
     without = make("avae_a", image_prepared, tmp_path).eval()
     z = torch.randn(1, TINY_NET.latent_dim).repeat(2, 1)
     with torch.no_grad():
-        a, b = with_xi.generate(z)
-        c, d = without.generate(z)
+        a, b = with_xi.decode(z)
+        c, d = without.decode(z)
     assert not torch.equal(a, b) and torch.equal(c, d)
 
 

@@ -77,11 +77,15 @@ def test_vae_cell_rows_without_weights_are_missing_with_reason(image_prepared, t
         assert (out / png).stat().st_size > 0
 
 
-def test_gan_cell_has_no_reconstruction_rows(image_prepared, tmp_path, no_weights):
+def test_gan_cell_says_why_it_has_no_reconstruction_rows(image_prepared, tmp_path, no_weights):
     clf, stats = classifier_for(image_prepared)
     rows = evaluate.CellEvaluator(build("gan", image_prepared.info), image_prepared, cfg(tmp_path), tmp_path / "g",
                                   clf, stats).rows()
-    assert set(rows_by_metric(rows)) == GENERATION
+    assert {r.metric for r in rows if r.status != "n/a"} == GENERATION
+    not_applicable = {r.metric: r.reason for r in rows if r.status == "n/a"}
+    registered_recon = {name for name, spec in evaluate.METRICS.items() if "encoder" in spec.needs}
+    assert set(not_applicable) == registered_recon  # one row per registered metric, never absent
+    assert all("no encoder" in reason for reason in not_applicable.values()), not_applicable
     assert not (tmp_path / "g" / "reconstructions.png").exists()
     assert (tmp_path / "g" / "interpolation.png").exists()  # from prior draws
 
@@ -219,3 +223,22 @@ def test_bf16_sample_generation_matches_fp32_within_rounding(image_prepared, tmp
     assert u8_levels.mean() < 1.0  # well under one grey level on average
     value = {mode: rows_by_metric(cell.rows())["sharpness_laplace"].value for mode, cell in cells.items()}
     assert value["bf16"] == pytest.approx(value["off"], rel=0.05)
+
+
+@pytest.mark.parametrize("stage1", ["vae", "vae_s"])
+def test_fine_tuned_models_get_every_decoder_metric_and_strip(stage1, image_prepared, tmp_path, no_weights):
+    """AVAE / AVAE-S (004) declare their decoder: posterior draws, interpolations and traversals
+    are computed for them like for the VAE they start from."""
+    from pipeline.methods.avae_finetune import AvaeFinetune, AvaeFinetuneConfig
+    from tests.test_methods_two_stage import frozen_export
+
+    source = build(stage1, image_prepared.info)
+    method = AvaeFinetune(AvaeFinetuneConfig(stage1=stage1), image_prepared.info, TINY_NET,
+                          frozen_export(tmp_path, source)).eval()
+    out = tmp_path / "cell"
+    rows = rows_by_metric(evaluate.CellEvaluator(method, image_prepared, cfg(tmp_path, metrics=["recon_variance", "kl"]),
+                                                 out).rows())
+    assert rows["recon_variance"].status == "ok" and rows["recon_variance"].value > 0
+    assert rows["kl"].status == "ok"
+    for png in ("reconstructions.png", "interpolation.png", "traversals.png"):
+        assert (out / png).stat().st_size > 0

@@ -38,9 +38,9 @@ class Phase:
 
 class Method(nn.Module, abc.ABC):
     """Base class. Subclasses set `name`, `config_cls`, build networks in __init__ and
-    implement `phases`, `sample` and, when they have an encoder, `encode`/`reconstruct`
-    (EncoderDecoderMethod and EncoderGeneratorMethod below provide the last three for the two
-    common shapes).
+    implement `phases` and `decode` (the network that maps a code to an output: a decoder or a
+    generator), and `encode` when they have an encoder; `sample` and `reconstruct` follow from
+    those two (EncoderDecoderMethod and EncoderGeneratorMethod below are the two common shapes).
 
     needs_vae: trained on a frozen stage-1 export (receives it as `vae`);
     exports_vae: is itself a stage-1 model whose encoder/decoder are exported frozen;
@@ -66,6 +66,11 @@ class Method(nn.Module, abc.ABC):
     def phases(self) -> list[Phase]:
         """The optimiser phases of one iteration, in order."""
 
+    @abc.abstractmethod
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes -> outputs on the model scale: the decoder or generator samples come from
+        (with fresh noise where the generator takes some besides z, as AVAE's G(z, ξ))."""
+
     def prior(self, n: int) -> torch.Tensor:
         """z ~ p(z) = N(0, I)."""
         return torch.randn(n, self.net.latent_dim, device=self.device)
@@ -74,9 +79,9 @@ class Method(nn.Module, abc.ABC):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    @abc.abstractmethod
     def sample(self, n: int) -> torch.Tensor:
-        """n samples on the model scale (called under torch.no_grad)."""
+        """n samples on the model scale, decode(z) with z ~ p(z) (called under torch.no_grad)."""
+        return self.decode(self.prior(n))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(mu, log_sigma) of q(z|x), or None for methods without an encoder."""
@@ -84,42 +89,35 @@ class Method(nn.Module, abc.ABC):
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor | None:
-        """Reconstructions of x on the model scale, or None without an encoder."""
-        return None
+        """decode(μ(x)): reconstructions on the model scale, or None without an encoder."""
+        posterior = self.encode(x)
+        return None if posterior is None else self.decode(posterior[0])
 
 
 class EncoderDecoderMethod(Method):
     """A method whose networks are a Gaussian encoder q(z|x) (`encoder`) and a decoder
     (`decoder`) that is also its generator (β-VAE, VAE-S, VAE/GAN)."""
 
-    def sample(self, n: int) -> torch.Tensor:
-        return self.decoder(self.prior(n))
+    def decode(self, z):
+        return self.decoder(z)
 
     def encode(self, x):
         return self.encoder(x)
 
-    @torch.no_grad()
-    def reconstruct(self, x):
-        return self.decoder(self.encoder(x)[0])  # decode the posterior mean
-
 
 class EncoderGeneratorMethod(Method):
     """A method with a generator G(z) (`generator`) and a deterministic encoder E(x)
-    (`encoder`, a DeterministicEncoder): BiGAN, AGE, α-GAN."""
+    (`encoder`, a DeterministicEncoder): BiGAN, AGE, α-GAN; x̂ = G(E(x))."""
 
     stochastic_encoder = False  # deterministic encoder: no kl / recon_variance rows
 
-    def sample(self, n: int) -> torch.Tensor:
-        return self.generator(self.prior(n))
+    def decode(self, z):
+        return self.generator(z)
 
     def encode(self, x):
         """(E(x), log σ): the encoder is deterministic, so log σ is a constant tensor full of
         DETERMINISTIC_LOG_SIGMA (-10)."""
         return self.encoder.posterior(x)
-
-    @torch.no_grad()
-    def reconstruct(self, x):
-        return self.generator(self.encoder(x))  # x̂ = G(E(x))
 
 
 REGISTRY: dict[str, type[Method]] = {}

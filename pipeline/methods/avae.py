@@ -52,7 +52,7 @@ class AVAE(Method):
         self.critic = build_critic(info, net)
         self.latent_loss = {"a": losses.latent_recon_a, "b": losses.latent_recon_b}[config.latent_loss]
 
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
         """G(z, ξ) with fresh ξ ~ N(0, I), or G(z) without ξ."""
         if self.config.xi:
             z = torch.cat([z, torch.randn_like(z)], dim=1)
@@ -60,12 +60,12 @@ class AVAE(Method):
 
     def critic_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.no_grad():
-            fake = self.generate(self.prior(len(x)))
+            fake = self.decode(self.prior(len(x)))
         return {"loss": losses.avae_critic_loss(self.critic(x), self.critic(fake))}  # AVAE eq. 13
 
     def generator_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         z = self.prior(len(x))
-        fake = self.generate(z)
+        fake = self.decode(z)
         mu_fake, log_sigma_fake = self.vae.encoder(fake)
         latent_recon = self.latent_loss(mu_fake, z, log_sigma_fake).mean()  # AVAE eq. 12 / 16
         manifold = losses.avae_manifold_loss(self.critic(fake))  # AVAE eq. 15
@@ -77,12 +77,5 @@ class AVAE(Method):
         return [Phase("critic", [self.critic], self.critic_loss, c.lr, betas),
                 Phase("generator", [self.generator], self.generator_loss, c.lr, betas)]
 
-    def sample(self, n: int) -> torch.Tensor:
-        return self.generate(self.prior(n))
-
     def encode(self, x):
-        return self.vae.encoder(x)
-
-    @torch.no_grad()
-    def reconstruct(self, x):
-        return self.generate(self.vae.encoder(x)[0])  # G(mu(x), ξ)
+        return self.vae.encoder(x)  # reconstructions: G(μ(x), ξ)

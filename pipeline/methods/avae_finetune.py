@@ -111,12 +111,8 @@ class AvaeFinetune(Method):
         return [Phase("discriminator", [self.discriminator], self.discriminator_loss, c.lr, betas),
                 Phase("vae", [self.vae_model], self.vae_loss, c.lr, betas)]
 
-    def sample(self, n: int) -> torch.Tensor:
-        return self.vae_model.sample(n)
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.vae_model.decoder(z)
 
     def encode(self, x):
         return self.vae_model.encoder(x)
-
-    @torch.no_grad()
-    def reconstruct(self, x):
-        return self.vae_model.reconstruct(x)

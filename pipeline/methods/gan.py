@@ -55,5 +55,5 @@ class GAN(Method):
         return [Phase("discriminator", [self.discriminator], self.discriminator_loss, c.lr, betas),
                 Phase("generator", [self.generator], self.generator_loss, c.lr, betas, c.generator_steps)]
 
-    def sample(self, n: int) -> torch.Tensor:
-        return self.generator(self.prior(n))
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.generator(z)

@@ -74,12 +74,8 @@ class LSRGAN(Method):
         return [Phase("discriminator", [self.discriminator], self.discriminator_loss, c.lr, betas),
                 Phase("generator", [self.generator], self.generator_loss, c.lr, betas)]
 
-    def sample(self, n: int) -> torch.Tensor:
-        return self.generator(self.prior(n))
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.generator(z)
 
     def encode(self, x):
-        return self.vae.encoder(x)
-
-    @torch.no_grad()
-    def reconstruct(self, x):
-        return self.generator(self.vae.encoder(x)[0])  # 003 §2: G seeded with the test image's code
+        return self.vae.encoder(x)  # 003 §2: reconstructions are G seeded with the test image's code

@@ -64,5 +64,5 @@ class WganGp(Method):
         return [Phase("critic", [self.critic], self.critic_loss, c.lr, betas, c.critic_steps),
                 Phase("generator", [self.generator], self.generator_loss, c.lr, betas)]
 
-    def sample(self, n: int) -> torch.Tensor:
-        return self.generator(self.prior(n))
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.generator(z)
