@@ -395,7 +395,9 @@ class ToyConfig:
     rate of every toy model as a fraction of the initial one; sweep_points: latent positions
     along each drawn manifold; xi_draws: ξ samples per latent position for G(z, ξ);
     kde_bandwidth: isotropic Gaussian KDE bandwidth (data units) for the data density at
-    manifold points; plot_points: data points drawn; device / threads: as in `train`.
+    manifold points; branch_positions / branch_draws: latent positions and outputs per position
+    of the branch figures (which branch each output lands on); plot_points: data points drawn;
+    device / threads: as in `train`.
     """
 
     seed: int = 0  # training seed
@@ -407,18 +409,20 @@ class ToyConfig:
     vae_lr: float = 1e-3  # not in the paper: Adam lr for the toy VAE
     avae_iterations: int = 6000  # not in the paper: generator steps of each toy AVAE
     avae_lr: float = 5e-4  # not in the paper (AVAE §5 uses 2e-4 on images)
-    latent_loss: Literal["a", "b"] = "a"  # AVAE eq. 12 (L_Z^a) or eq. 16 (L_Z^b)
+    latent_loss: Literal["a", "b"] = "b"  # AVAE §4.2: L_G = L_Z^b + L_M, the method §5.1 trains with
     lr_decay_to: float = 1.0  # final lr as a fraction of the initial one (exponential decay, as `train`)
     sweep_points: int = 2000  # latent positions along each manifold (quantiles of the data's codes)
     xi_draws: int = 10  # ξ samples per latent position for the cloud of G(z, ξ)
     kde_bandwidth: float = 0.1  # data units; AVAE §5.1's observation noise is 0.1
+    branch_positions: int = 200  # latent positions of the branch figures (quantiles of the data's codes)
+    branch_draws: int = 100  # outputs per latent position (fresh ξ each for G(z, ξ))
     plot_points: int = 4000  # training points drawn in the figure
     device: str = "cpu"  # tiny MLPs: the CPU is fast enough and deterministic
     threads: int = 1  # torch intra-op threads on CPU (0 = every core); MLPs this small run fastest on one
 
     def __post_init__(self) -> None:
         for key in ("latent_dim", "mlp_hidden", "vae_iterations", "avae_iterations", "sweep_points",
-                    "xi_draws", "plot_points"):
+                    "xi_draws", "plot_points", "branch_positions", "branch_draws"):
             require(getattr(self, key) >= 1, f"toy.{key}", f"= {getattr(self, key)} must be >= 1")
         require(self.batch_size >= 2, "toy.batch_size", f"= {self.batch_size} must be >= 2")
         require(self.vae_beta >= 0, "toy.vae_beta", f"= {self.vae_beta} must be >= 0")

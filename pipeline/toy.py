@@ -8,9 +8,12 @@ it, so its reconstructions cover both (AVAE §5.1).
 
 The three models are trained by the pipeline's own `run.train_cell` (the generic loop):
 `vae` (β-VAE, exported frozen), `avae` (G(z)) and `avae_xi` (G(z, ξ)) on that export.
-The claim is quantified as the data density (Gaussian KDE of the training points) and the
-nearest-data-point distance at each model's reconstructions of the test split and along
-its latent sweep; a JSON holds the figures and a PNG draws them as in Fig. 6.
+The claim is quantified twice: as the data density (Gaussian KDE of the training points) and
+the nearest-data-point distance at each model's reconstructions of the test split and along its
+latent sweep; and by branch: at each latent position, where `branch_draws` outputs land (upper
+branch, lower branch, or the sparse band between them), so that "G(z, ξ) covers both branches
+for a fixed z while G(z) must pick one" is a number. A JSON holds the figures and a PNG draws
+them as in Fig. 6.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from pipeline.methods.vae import VaeConfig  # noqa: E402
 
 DATASET = "toy2d"
 MODELS = ("vae", "avae", "avae_xi")  # the VAE, G(z), G(z, ξ)
+BRANCH_GAP = 0.5  # |x2 − cos(x1)| below this is the band between the branches cos(3·z1) ± 1 (15 % of the data)
 
 
 # ------------------------------------------------------------------ configuration
@@ -132,18 +136,62 @@ def manifolds(models: dict[str, Method], x_train: np.ndarray, x_test: np.ndarray
               toy: ToyConfig) -> dict[str, dict[str, np.ndarray]]:
     """Per model: 'sweep', its reconstruction manifold (D(z) for the VAE, G(z) or, for each z,
     `xi_draws` points G(z, ξ)) over `latent_sweep`, 'sweep_z' their latent position (first
-    coordinate), and 'recon', its reconstructions of the test points (from μ(x))."""
+    coordinate), 'recon', its reconstructions of the test points (from μ(x)), and 'branches',
+    `model_branches` at `branch_positions` latent positions of the same sweep."""
     torch.manual_seed(toy.seed)
     models = {name: model.to("cpu") for name, model in models.items()}
     z = latent_sweep(models["vae"], x_train, toy.sweep_points)
     x = torch.tensor(np.asarray(x_test), dtype=torch.float32)
+    z_branch = latent_sweep(models["vae"], x_train, toy.branch_positions)
     out = {}
     for name, model in models.items():
         sweep_z = z.repeat(toy.xi_draws, 1) if getattr(model.config, "xi", False) else z  # G(z, ξ): a cloud
-        decode = model.decoder if name == "vae" else model.generate  # D(z) / G(z[, ξ])
-        out[name] = {"sweep": decode(sweep_z).numpy(), "sweep_z": sweep_z[:, 0].numpy(),
-                     "recon": model.reconstruct(x).numpy()}
+        out[name] = {"sweep": model.decode(sweep_z).numpy(), "sweep_z": sweep_z[:, 0].numpy(),
+                     "recon": model.reconstruct(x).numpy(),
+                     "branches": model_branches(model, z_branch, toy.branch_draws)}
     return out
+
+
+def branch_of(points: np.ndarray) -> np.ndarray:
+    """+1 on the upper branch cos(3·z1) + 1, −1 on the lower one, 0 in the band between them: the
+    sign of x2 − cos(x1) where |x2 − cos(x1)| >= BRANCH_GAP (x1 = 3·z1 + 0.1·ε, so cos(x1) is
+    the centre line between the branches, up to the noise)."""
+    offset = np.asarray(points)[:, 1] - np.cos(np.asarray(points)[:, 0])
+    return np.where(np.abs(offset) < BRANCH_GAP, 0, np.sign(offset)).astype(np.int64)
+
+
+def branch_figures(branches: np.ndarray) -> dict:
+    """branches: (latent positions, draws) of branch_of. between_fraction: outputs in the band
+    between the branches; branch_balance: mean over positions of min(#upper, #lower) / draws
+    (0 when each position keeps to one branch, about 0.5 · (1 − between) when a position's
+    draws split evenly); branch_switches: how often the majority branch changes along the
+    sorted latent positions (a deterministic G(z) that jumps from branch to branch)."""
+    upper, lower = (branches == 1).sum(1), (branches == -1).sum(1)
+    majority = np.sign(upper - lower)
+    majority = majority[majority != 0]
+    return {"between_fraction": float((branches == 0).mean()),
+            "branch_balance": float((np.minimum(upper, lower) / branches.shape[1]).mean()),
+            "branch_switches": int((np.diff(majority) != 0).sum())}
+
+
+@torch.no_grad()
+def model_branches(model: Method, z: torch.Tensor, draws: int) -> np.ndarray:
+    """branch_of for `draws` outputs decode(z) at each latent position (fresh ξ for each draw
+    of G(z, ξ); a deterministic decoder repeats itself)."""
+    x = model.decode(z.repeat(draws, 1)).numpy()
+    return branch_of(x).reshape(draws, len(z)).T
+
+
+def data_branches(positions: int, draws: int, seed: int) -> np.ndarray:
+    """branch_of for the data itself: `draws` points of toy2d at each of `positions` values of z1
+    (the 0.5 %..99.5 % quantiles of N(0, 1), as `latent_sweep`), z2 and ε drawn afresh."""
+    from scipy.stats import norm
+
+    z1 = norm.ppf(np.linspace(0.005, 0.995, positions))
+    rng = np.random.default_rng(seed)
+    z2, eps = rng.standard_normal((2, positions, draws))
+    x = np.stack([3 * z1[:, None] + 0.1 * eps, np.cos(3 * z1)[:, None] + np.tanh(3 * z2) + 0.1 * eps], -1)
+    return branch_of(x.reshape(-1, 2)).reshape(positions, draws)
 
 
 def density_figures(points: np.ndarray, x_train: np.ndarray, bandwidth: float, hdr_level: float) -> dict:
@@ -157,19 +205,22 @@ def density_figures(points: np.ndarray, x_train: np.ndarray, bandwidth: float, h
 
 
 def summarise(points: dict[str, dict[str, np.ndarray]], x_train: np.ndarray, x_test: np.ndarray,
-              bandwidth: float) -> dict:
+              toy: ToyConfig) -> dict:
     """The JSON figures, per model: `density_figures` of its reconstructions of the test points
-    ('recon') and of its latent sweep ('sweep'), and the reconstruction MSE. 'data' holds the
-    test points' own figures (what a model whose reconstructions are real data would get); the
-    50 % highest-density region is where the KDE exceeds its median on the test points (the
-    two branches cos(3·z1) ± 1, not the sparse band between them)."""
+    ('recon') and of its latent sweep ('sweep'), `branch_figures` ('branches') and the
+    reconstruction MSE. 'data' holds the data's own figures (what a model whose outputs are
+    real data would get); the 50 % highest-density region is where the KDE exceeds its median
+    on the test points (the two branches cos(3·z1) ± 1, not the sparse band between them)."""
     x_train, x_test = np.asarray(x_train, dtype=np.float64), np.asarray(x_test, dtype=np.float64)
+    bandwidth = toy.kde_bandwidth
     hdr_level = float(np.median(kde_log_density(x_test, x_train, bandwidth)))
-    summary = {"data": {"recon": density_figures(x_test, x_train, bandwidth, hdr_level)},
+    summary = {"data": {"recon": density_figures(x_test, x_train, bandwidth, hdr_level),
+                        "branches": branch_figures(data_branches(toy.branch_positions, toy.branch_draws, toy.seed))},
                "hdr50_log_density": hdr_level, "kde_bandwidth": bandwidth}
     for name, p in points.items():
         summary[name] = {"recon": density_figures(p["recon"], x_train, bandwidth, hdr_level),
                          "sweep": density_figures(p["sweep"], x_train, bandwidth, hdr_level),
+                         "branches": branch_figures(p["branches"]),
                          "recon_mse": float(((p["recon"] - x_test) ** 2).mean())}
     return summary
 
@@ -192,7 +243,8 @@ def plot_fig6(points: dict[str, dict[str, np.ndarray]], x_data: np.ndarray, summ
         ax.plot(vae["sweep"][:, 0], vae["sweep"][:, 1], ":", c="k", lw=2, label="VAE decoder D(z)")
         s, v = summary[name], summary["vae"]
         ax.set_title(f"{label}: {s['recon']['in_data_hdr50']:.0%} of test reconstructions in the data's 50 % "
-                     f"highest-density region (VAE {v['recon']['in_data_hdr50']:.0%})", fontsize=10)
+                     f"highest-density region (VAE {v['recon']['in_data_hdr50']:.0%}); for a fixed z, "
+                     f"{s['branches']['branch_balance']:.0%} of outputs on its less used branch", fontsize=9)
         ax.legend(loc="lower left", fontsize=8, markerscale=3)
         ax.set_ylabel("x2")
         fig.colorbar(im, ax=ax, label="latent position z")
@@ -221,7 +273,7 @@ def run_toy(params: Params, data_dir: Path, models_dir: Path, figure: Path, summ
         models = train_toy_models(toy_params(params, toy), Path(data_dir), Path(models_dir))
         x_train, x_test = np.asarray(data.x("train")), np.asarray(data.x("test"))
         points = manifolds(models, x_train, x_test, toy)
-        summary = summarise(points, x_train, x_test, toy.kde_bandwidth)
+        summary = summarise(points, x_train, x_test, toy)
         summary["config"] = to_dict(toy)
         plot_fig6(points, x_train[np.random.default_rng(toy.seed).permutation(len(x_train))[:toy.plot_points]],
                   summary, Path(figure))

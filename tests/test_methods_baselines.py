@@ -398,7 +398,10 @@ def test_learns_toy2d(model, toy_prepared, tmp_path):
 def test_age_learns_to_reconstruct_toy2d(toy_prepared, tmp_path):
     # AGE's generator has no data-space loss; with toy2d's unbounded outputs its samples drift
     # to large norms (their FD grows), so on toy2d only the auto-encoding is checked. The
-    # latent sphere needs latent_dim >= 3 to cover a 2-D manifold.
-    initial, trained = train_tiny("age", {"lr": 5e-4}, toy_prepared, tmp_path, 500, latent_dim=3)
+    # latent sphere needs latent_dim >= 3 to cover a 2-D manifold. At AGE's own lr (2e-4, the
+    # config default) six seeds reach 0.03-0.07 here; at 5e-4 the latent game diverges on a
+    # third of the seeds (the encoder collapses the codes: kl_real climbs from 0.3 to 4+ nats
+    # per dimension and the code cosine distance to 1), so no faster lr is used.
+    initial, trained = train_tiny("age", {}, toy_prepared, tmp_path, 500, latent_dim=3)
     before, after = toy_recon_ratio(initial, toy_prepared), toy_recon_ratio(trained, toy_prepared)
     assert before > 0.9 and after < 0.5, (before, after)
