@@ -444,7 +444,7 @@ class DatasetConfig:
     prepares this entry ('' = the entry's own name; e.g. `celeba96: {loader: celeba,
     resolution: 96}`); resolution / crop / resample / test_split: override the dataset's
     declared preprocessing ('' or 0 = the declaration's default, which follows the papers);
-    split_file: image_folder's optional list of "<relative path> <train|test>" lines;
+    split_file: image_folder's optional list of "<relative path> <train|test>[ <label>]" lines;
     download: let torchvision's downloader fetch missing raw files (needs a connection);
     chunk: examples written per chunk (memory bound and resume granularity).
     """
@@ -458,7 +458,7 @@ class DatasetConfig:
     crop: str = ""  # "" = declared; "none", "square" (largest centred square) or a fraction such as "0.7" (tf.image.central_crop, AVAE §5 CelebA)
     resample: str = ""  # resize filter: "" = declared; nearest | bilinear | bicubic | lanczos | box (PIL, antialiased)
     test_split: str = ""  # official split stored as 'test' (reconstruction metrics); "" = declared (CelebA: test)
-    split_file: str = ""  # image_folder: "<relative path> <train|test>" lines; empty = every 10th image is test
+    split_file: str = ""  # image_folder: "<relative path> <train|test>[ <integer label>]" lines; empty = every 10th image is test
     download: bool = False  # allow torchvision's downloader when the raw files are absent (online machines only)
     chunk: int = 4096  # examples per written chunk: bounds memory, and an interrupted prepare resumes per chunk
 

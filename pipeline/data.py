@@ -149,9 +149,14 @@ PROGRESS = "progress.json"  # in the .tmp folder: examples written per split (re
 def prepare(name: str, cfg: DatasetConfig, out_dir: Path) -> Path:
     """Prepare params entry `name` (declaration cfg.loader or `name`) into `out_dir`.
 
-    The raw files are located and verified before anything is written; the arrays are
-    written chunk by chunk into `<out_dir>.tmp`, which is renamed onto `out_dir` only when
-    complete, so a failure never leaves half-written prepared data (and a rerun resumes).
+    Before anything is written the raw files are located and verified: checksums, file
+    lists, counts and structure (an LMDB file's length, a split file's lines, empty splits).
+    Images themselves are decoded only while the arrays are written, chunk by chunk, into
+    `<out_dir>.tmp`, which is renamed onto `out_dir` only when complete: a failure never
+    leaves anything at `out_dir`. An unreadable image met part-way stops with an error naming
+    it; the finished chunks stay in `<out_dir>.tmp`, and running prepare again once the file
+    is fixed resumes at the chunk that failed (it starts over when the fix changes what
+    meta.json records of the sources, e.g. a replaced archive's checksum).
     """
     loader = cfg.loader or name
     if loader not in DATASETS:
@@ -165,6 +170,9 @@ def prepare(name: str, cfg: DatasetConfig, out_dir: Path) -> Path:
 def write_prepared(plan: "Plan", out_dir: Path, chunk: int) -> Path:
     """Stream `plan`'s splits into `out_dir` (memory-mapped .npy files + meta.json), resumably."""
     tmp = out_dir.with_name(out_dir.name + ".tmp")
+    for split_name, split in plan.splits.items():
+        if split.n < 1:
+            raise DatasetCorrupt(f"split {split_name!r} is empty: check the raw files and the n_train/n_test caps")
     fingerprint = hashlib.sha256(json.dumps(
         {"format": FORMAT_VERSION, "meta": plan.meta, "info": asdict(plan.info),
          "splits": {k: [s.n, list(s.shape), s.dtype, s.labelled] for k, s in plan.splits.items()}},
@@ -218,8 +226,6 @@ def _resume_or_start(tmp: Path, fingerprint: str) -> dict:
 
 def _write_split(tmp: Path, split_name: str, split: "Split", chunk: int, progress: dict, fingerprint: str) -> None:
     """Write one split in chunks into pre-allocated memory maps, recording progress per chunk."""
-    if split.n < 1:
-        raise DatasetCorrupt(f"split {split_name!r} is empty: check the raw files and the n_train/n_test caps")
     done = int(progress.get(split_name, 0))
     mode = "r+" if done else "w+"
     x = np.lib.format.open_memmap(tmp / f"{split_name}_x.npy", mode=mode, dtype=split.dtype,
@@ -230,10 +236,15 @@ def _write_split(tmp: Path, split_name: str, split: "Split", chunk: int, progres
               file=sys.stderr) as bar:
         for start in range(done, split.n, chunk):
             stop = min(start + chunk, split.n)
-            xs, ys = split.read(start, stop)
-            if xs.shape != (stop - start, *split.shape):
-                raise DatasetCorrupt(f"{split_name}[{start}:{stop}]: got shape {xs.shape}, expected "
-                                     f"{(stop - start, *split.shape)}; the raw files do not match their declaration")
+            try:
+                xs, ys = split.read(start, stop)
+            except DatasetCorrupt as e:
+                raise DatasetCorrupt(f"{e}; then run prepare again: it resumes at {split_name} example {start} "
+                                     f"(the finished chunks are kept in {tmp})") from None
+            if xs.shape != (stop - start, *split.shape) or (y is not None and len(ys) != stop - start):
+                raise DatasetCorrupt(f"{split_name}[{start}:{stop}]: got {xs.shape} images and "
+                                     f"{None if ys is None else len(ys)} labels, expected {(stop - start, *split.shape)}; "
+                                     "the raw files do not match their declaration")
             x[start:stop] = xs
             x.flush()
             if y is not None:
@@ -358,7 +369,11 @@ def data_report(configured: dict[str, DatasetConfig], prepared_root: Path) -> st
         root = dataset.locate(cfg)
         label = f"{name}" + (f" (loader {dataset.name})" if dataset.name != name else "")
         label += "" if name in configured else " [not in params]"
-        lines.append(f"{label}: raw {'present in ' + str(root) if root else 'ABSENT'}")
+        partial = None if root else dataset.incomplete(cfg)
+        state = f"present in {root}" if root else f"INCOMPLETE in {partial[0]}" if partial else "ABSENT"
+        lines.append(f"{label}: raw {state}")
+        if partial:
+            lines.append("  missing: " + ", ".join(str(p) for p in partial[1]))
         lines.append("  looked in: " + "; ".join(f"{kind} {path}" for kind, path in dataset.candidates(cfg)))
         if root is None and cfg.download and dataset.downloadable:
             lines.append(f"  download: enabled (torchvision, into {dataset.candidates(cfg)[0][1]} on prepare)")

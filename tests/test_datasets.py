@@ -15,6 +15,7 @@ import pickle
 import tarfile
 import tracemalloc
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -421,15 +422,77 @@ def test_image_folder_split_file_and_pixel_exact_fraction_crop(tmp_path):
         inner[i] = blocky(70, 70)
         image[15:85, 15:85] = inner[i]  # crop "0.7": start int((100 - 70) / 2) = 15, size 70
         Image.fromarray(image).save(root / ("sub" if i % 2 else ".") / f"im{i}.png")
-    (tmp_path / "split.txt").write_text("im0.png train\nsub/im1.png test\nim2.png train\n")
+    # a label column: the labels come from it, so images may sit at the top and in subfolders alike
+    (tmp_path / "split.txt").write_text("im0.png train 3\nsub/im1.png test 0\n\nim2.png train 1\n")
     cfg = DatasetConfig(source=str(root), loader="image_folder", crop="0.7", resolution=35, resample="box",
                         split_file=str(tmp_path / "split.txt"))
     prepared = datamod.load_prepared(datamod.prepare("faces", cfg, tmp_path / "p"))
     assert np.array_equal(prepared.x("train"), np.stack([halve(inner[0]), halve(inner[2])]))
     assert np.array_equal(prepared.x("test"), halve(inner[1])[None])
-    (tmp_path / "split.txt").write_text("im9.png train\n")
-    with pytest.raises(DatasetCorrupt, match="im9.png is not an image under the source folder"):
-        datamod.prepare("faces", cfg, tmp_path / "p2")
+    assert prepared.y("train").tolist() == [3, 1] and prepared.y("test").tolist() == [0]
+    assert prepared.info.n_classes == 4
+    assert prepared.meta["labels"] == {"labelled": True, "source": "split_file", "n_classes": 4,
+                                       "classes": ["0", "1", "2", "3"]}
+    for text, problem in (("im9.png train\n", "im9.png is not an image under the source folder"),
+                          ("im0.png train 1\nim2.png test\n", ":2: some lines have a label column and some not"),
+                          ("im0.png train\nim0.png test\n", ":2: im0.png is listed twice"),
+                          ("im0.png valid\n", r":1: expected '<relative path> <train\|test>' lines"),
+                          ("im0.png train -1\n", r":1: expected .*integer label"),
+                          ("im0.png train\nim2.png train\n", "split.txt: lists no test image")):
+        (tmp_path / "split.txt").write_text(text)
+        with pytest.raises(DatasetCorrupt, match=problem):
+            datamod.prepare("faces", cfg, tmp_path / "p2")
+    assert not (tmp_path / "p2").exists() and not (tmp_path / "p2.tmp").exists()
+
+
+def write_pngs(folder, names: list[str], size: int = 6, mode: str = "L") -> dict[str, np.ndarray]:
+    """Random images saved as PNGs at folder/<name>; returns {name: pixels (H x W [x 3])}."""
+    images = {}
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        shape = (size, size) if mode == "L" else (size, size, 3)
+        images[name] = RNG.integers(0, 256, shape, dtype=np.uint8)
+        Image.fromarray(images[name], mode).save(folder / name)
+    return images
+
+
+def test_image_folder_class_subfolders_are_labels_as_torchvision_reads_them(tmp_path):
+    from torchvision.datasets import ImageFolder
+
+    root = tmp_path / "digits"
+    names = [f"{c}/{i}.png" for c in ("0", "1", "10", "2") for i in range(3)] + ["2/more/7.png"]
+    images = write_pngs(root, names)  # grayscale, as torchvision's ImageFolder tutorials' digits
+    cfg = DatasetConfig(source=str(root), loader="image_folder", resolution=6, crop="none")
+    prepared = datamod.load_prepared(datamod.prepare("mine", cfg, tmp_path / "p"))
+    ordered = sorted(names)  # every 10th sorted image is test
+    expected = {"train": [n for i, n in enumerate(ordered) if i % 10 != 9],
+                "test": [n for i, n in enumerate(ordered) if i % 10 == 9]}
+    torchvision_label = {str(Path(path).relative_to(root)): label for path, label in ImageFolder(str(root)).samples}
+    assert len(torchvision_label) == len(names)
+    for split, chosen in expected.items():
+        gray = np.stack([images[n] for n in chosen])
+        assert np.array_equal(prepared.x(split), np.repeat(gray[:, None], 3, 1))  # L -> RGB replicates
+        assert prepared.y(split).tolist() == [torchvision_label[n] for n in chosen]
+    assert prepared.y("train").tolist()[:3] == [0, 0, 0] and torchvision_label["2/more/7.png"] == 3  # "10" < "2"
+    assert prepared.info.n_classes == 4
+    assert prepared.meta["labels"] == {"labelled": True, "source": "class subfolders", "n_classes": 4,
+                                       "classes": ["0", "1", "10", "2"]}
+
+
+def test_image_folder_flat_is_unlabelled_and_a_mixed_layout_is_refused(tmp_path):
+    root = tmp_path / "flat"
+    images = write_pngs(root, [f"{i:02d}.png" for i in range(10)], mode="RGB")
+    cfg = DatasetConfig(source=str(root), loader="image_folder", resolution=6, crop="none")
+    prepared = datamod.load_prepared(datamod.prepare("mine", cfg, tmp_path / "p"))
+    assert np.array_equal(prepared.x("test"), images["09.png"].transpose(2, 0, 1)[None])
+    assert np.array_equal(prepared.x("train"), np.stack([images[f"{i:02d}.png"].transpose(2, 0, 1) for i in range(9)]))
+    assert prepared.y("train") is None and prepared.y("test") is None and prepared.info.n_classes == 0
+    assert prepared.meta["labels"]["labelled"] is False and prepared.meta["labels"]["n_classes"] == 0
+    write_pngs(root, ["cats/a.png"])
+    with pytest.raises(DatasetCorrupt, match=r"flat: 10 images directly in it \(e.g. 00.png\) and 1 in subfolders "
+                                             r"\(e.g. cats/a.png\): put every image in a class subfolder"):
+        datamod.prepare("mine", cfg, tmp_path / "p2")
+    assert not (tmp_path / "p2").exists() and not (tmp_path / "p2.tmp").exists()
 
 
 def test_ffhq_split_by_index_and_metadata_md5(tmp_path):

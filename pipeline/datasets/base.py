@@ -60,7 +60,8 @@ class Plan:
 
 class Dataset(abc.ABC):
     """A dataset declaration. Subclasses set the class attributes and implement
-    `present` (are the raw files in this folder?) and `plan` (verify them, return the splits).
+    `present` (are the raw files in this folder?) and `plan` (verify them, return the splits),
+    and, for a fixed list of raw files, `missing` (which of them a partial copy lacks).
 
     name: registry key; origin: the official distribution; env: environment variable with a
     local copy; files: what the raw copy consists of (for messages); channels / n_classes;
@@ -110,6 +111,19 @@ class Dataset(abc.ABC):
     def plan(self, cfg: DatasetConfig, root: Path, name: str) -> Plan:
         """Verify the raw files under `root` and return the splits to write."""
 
+    def missing(self, root: Path) -> list[Path]:
+        """The declared raw files absent from `root` when it holds only part of them (an
+        interrupted copy or extraction), else [] (declarations with a fixed file list override this)."""
+        return []
+
+    def incomplete(self, cfg: DatasetConfig) -> tuple[Path, list[Path]] | None:
+        """The first candidate folder holding part of the raw files, with the files it lacks."""
+        for _, root in self.candidates(cfg):
+            absent = self.missing(root)
+            if absent:
+                return root, absent
+        return None
+
     def instructions(self) -> str:
         how = ("or set `download: true` under datasets.<name> in params.yaml on a connected machine "
                "(torchvision's downloader)" if self.downloadable else "there is no downloader for it")
@@ -132,6 +146,13 @@ class Dataset(abc.ABC):
                                      f"{self.instructions()}") from None
             if not self.present(root):
                 raise DatasetMissing(f"{self.name}: the download into {root} did not produce {self.files}")
+        partial = self.incomplete(cfg) if root is None else None
+        if partial:
+            folder, absent = partial
+            raise DatasetMissing(f"{self.name}: {folder} holds only part of {self.files}: "
+                                 f"{', '.join(str(p) for p in absent)} missing (an interrupted copy or "
+                                 f"extraction?); re-extract the archive or copy the missing files there "
+                                 f"(official source: {self.origin})")
         if root is None:
             where = ", ".join(f"{label} {path}" for label, path in self.candidates(cfg))
             raise DatasetMissing(f"{self.name}: raw files not found (looked in: {where}). {self.instructions()}")
@@ -175,9 +196,25 @@ def crop_box(width: int, height: int, crop: str) -> tuple[int, int, int, int]:
     return left, top, width - left, height - top
 
 
+def to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit greyscale (PIL modes I;16, I;16B, I;16L; mode I, as older Pillow opens 16-bit PNGs)
+    -> 8-bit L by keeping the high byte, v >> 8; other modes pass through.
+
+    v >> 8 is how PIL itself reduces 16-bit RGB, RGBA and grey+alpha PNGs when it decodes
+    them, so a 16-bit grey image and a 16-bit colour image of the same values give the same
+    8-bit values; like rounding v / 257 it inverts the standard 8 -> 16 bit widening v · 257.
+    (`convert("L")` would clip every value above 255 to white.)
+    """
+    if image.mode.startswith("I;16") or image.mode == "I":
+        values = np.clip(np.asarray(image).astype(np.int64), 0, 65535)  # asarray honours the byte order
+        return Image.fromarray((values >> 8).astype(np.uint8), "L")
+    return image
+
+
 def image_to_array(image: Image.Image, channels: int, pre: Preprocessing) -> np.ndarray:
-    """PIL image -> uint8 C x H x W: convert, crop (crop_box), resize to resolution (antialiased PIL filter)."""
-    image = image.convert("RGB" if channels == 3 else "L")
+    """PIL image -> uint8 C x H x W: to 8 bits (to_8bit), convert, crop (crop_box), resize to
+    resolution (antialiased PIL filter)."""
+    image = to_8bit(image).convert("RGB" if channels == 3 else "L")
     box = crop_box(*image.size, pre.crop)
     if box != (0, 0, *image.size):
         image = image.crop(box)
@@ -218,7 +255,8 @@ def decode_image(blob: bytes, what: str) -> Image.Image:
         image = Image.open(io.BytesIO(blob))
         image.load()
     except Exception as e:  # PIL raises several types for bad data
-        raise DatasetCorrupt(f"{what}: not a readable image ({e}); re-extract or re-download the dataset") from None
+        raise DatasetCorrupt(f"{what}: not a readable image ({e}); replace it with a good copy "
+                             "(re-extract or re-download it)") from None
     return image
 
 
@@ -237,6 +275,22 @@ def verify_md5(path: Path, expected: str, fix: str) -> str:
         raise DatasetCorrupt(f"{path}: checksum mismatch (md5 {got}, the official file has {expected}; "
                              f"truncated or altered download?). Delete it and {fix}")
     return got
+
+
+def check_counts(images: np.ndarray, images_path: Path, labels: np.ndarray, labels_path: Path, fix: str) -> None:
+    """DatasetCorrupt naming both files unless an image file and its label file hold as many entries."""
+    if len(images) != len(labels):
+        raise DatasetCorrupt(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} "
+                             f"labels: they must come from the same release; {fix}")
+
+
+def absent_files(folders: list[Path], names: list[str]) -> list[Path]:
+    """For the first folder holding some but not all of `names`: the absent ones (else [])."""
+    for folder in folders:
+        absent = [folder / name for name in names if not (folder / name).exists()]
+        if 0 < len(absent) < len(names):
+            return absent
+    return []
 
 
 def capped(n: int, cap: int) -> int:

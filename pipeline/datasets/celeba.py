@@ -59,17 +59,31 @@ class ImageReader:
         self.dir = folder / "img_align_celeba"
         self.archive = None
 
-    def read(self, name: str) -> bytes:
-        if self.dir.is_dir():
-            path = self.dir / name
-            if not path.is_file():
-                raise DatasetCorrupt(f"{path}: listed in list_eval_partition.txt but missing; {FIX}")
-            return path.read_bytes()
+    def open_zip(self) -> zipfile.ZipFile:
         try:
             if self.archive is None:
                 self.archive = zipfile.ZipFile(self.zip_path)
-            return self.archive.read(f"img_align_celeba/{name}")
-        except (zipfile.BadZipFile, KeyError, OSError) as e:
+        except (zipfile.BadZipFile, OSError) as e:
+            raise DatasetCorrupt(f"{self.zip_path}: not a readable zip ({e}); {FIX}") from None
+        return self.archive
+
+    def check_listed(self, names: list[str]) -> None:
+        """Every listed image is in the folder or the zip (a cheap check made before any decoding)."""
+        if self.dir.is_dir():
+            absent = [self.dir / n for n in names if not (self.dir / n).is_file()]
+        else:
+            members = set(self.open_zip().namelist())
+            absent = [f"{self.zip_path}: img_align_celeba/{n}" for n in names if f"img_align_celeba/{n}" not in members]
+        if absent:
+            more = f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""
+            raise DatasetCorrupt(f"{absent[0]}: listed in list_eval_partition.txt but missing{more}; {FIX}")
+
+    def read(self, name: str) -> bytes:
+        if self.dir.is_dir():
+            return (self.dir / name).read_bytes()
+        try:
+            return self.open_zip().read(f"img_align_celeba/{name}")
+        except (zipfile.BadZipFile, KeyError, OSError, EOFError) as e:
             raise DatasetCorrupt(f"{self.zip_path}: cannot read {name} ({e}); {FIX}") from None
 
 
@@ -104,9 +118,11 @@ class CelebA(Dataset):
             sources[zip_path.name] = {"md5": verify_md5(zip_path, MD5[zip_path.name], FIX)}
         partition = read_partition(folder / "list_eval_partition.txt")
         reader = ImageReader(folder)
+        chosen = {split: partition[official][:capped(len(partition[official]), cap)]
+                  for split, official, cap in (("train", "train", cfg.n_train), ("test", pre.test_split, cfg.n_test))}
+        reader.check_listed(chosen["train"] + chosen["test"])
         splits = {}
-        for split, official, cap in (("train", "train", cfg.n_train), ("test", pre.test_split, cfg.n_test)):
-            names = partition[official][:capped(len(partition[official]), cap)]
+        for split, names in chosen.items():
 
             def read(start: int, stop: int, names=names):
                 blobs = [(reader.read(n), f"{folder}/img_align_celeba/{n}") for n in names[start:stop]]

@@ -17,7 +17,7 @@ import numpy as np
 from pipeline.config import DatasetConfig
 from pipeline.data import DatasetCorrupt
 from pipeline.datasets import register
-from pipeline.datasets.base import Dataset, Plan, Split, capped, resize_batch, verify_md5
+from pipeline.datasets.base import Dataset, Plan, Split, absent_files, capped, resize_batch, verify_md5
 
 
 class CIFAR(Dataset):
@@ -46,6 +46,9 @@ class CIFAR(Dataset):
 
     def present(self, root: Path) -> bool:
         return self.where(root) is not None
+
+    def missing(self, root: Path) -> list[Path]:
+        return absent_files([root, root / self.folder], [b for b, _ in self.all_batches()])
 
     def fetch(self, root: Path) -> None:
         from torchvision import datasets

@@ -42,6 +42,9 @@ class ColorMNIST(Dataset):
     def present(self, root: Path) -> bool:
         return mnist_folder(root) is not None
 
+    def missing(self, root: Path) -> list[Path]:
+        return MNIST().missing(root)
+
     def fetch(self, root: Path) -> None:
         MNIST().fetch(root)
 

@@ -15,7 +15,7 @@ from pipeline import data as core
 from pipeline.config import DatasetConfig
 from pipeline.data import DatasetCorrupt, DatasetMissing, read_idx
 from pipeline.datasets import register
-from pipeline.datasets.base import Dataset, Plan, array_split, capped
+from pipeline.datasets.base import Dataset, Plan, array_split, capped, check_counts
 
 
 def find_idx(folder: Path, stem: str, help_text: str) -> Path:
@@ -50,14 +50,21 @@ class FashionMNIST(Dataset):
         return core.FASHION_MNIST_HELP
 
     def present(self, root: Path) -> bool:
-        return all((root / f"{stem}.gz").exists() or (root / stem).exists()
-                   for stem, _ in core.FASHION_MNIST_FILES.values())
+        return not self.absent_stems(root)
+
+    def absent_stems(self, root: Path) -> list[Path]:
+        return [root / f"{stem}[.gz]" for stem, _ in core.FASHION_MNIST_FILES.values()
+                if not (root / f"{stem}.gz").exists() and not (root / stem).exists()]
+
+    def missing(self, root: Path) -> list[Path]:
+        absent = self.absent_stems(root)
+        return absent if len(absent) < len(core.FASHION_MNIST_FILES) else []
 
     def plan(self, cfg: DatasetConfig, root: Path, name: str) -> Plan:
         pre = self.preprocessing(cfg)
-        arrays, sources = {}, {}
+        arrays, sources, paths = {}, {}, {}
         for key, (stem, digest) in core.FASHION_MNIST_FILES.items():  # read at call time (tests pin it)
-            path = find_idx(root, stem, core.FASHION_MNIST_HELP)
+            path = paths[key] = find_idx(root, stem, core.FASHION_MNIST_HELP)
             array, raw = read_idx(path)
             if raw != digest:
                 raise DatasetCorrupt(f"{path}: checksum mismatch (sha256 of its content is {raw}, the official "
@@ -66,6 +73,8 @@ class FashionMNIST(Dataset):
             arrays[key] = pad_to(array, pre.resolution, name) if key.endswith("_x") else array.astype(np.int64)
         splits = {}
         for split in ("train", "test"):
+            check_counts(arrays[f"{split}_x"], paths[f"{split}_x"], arrays[f"{split}_y"], paths[f"{split}_y"],
+                         f"delete them and reinstall. {core.FASHION_MNIST_HELP}")
             n = capped(len(arrays[f"{split}_x"]), cfg.n_train if split == "train" else cfg.n_test)
             splits[split] = array_split(arrays[f"{split}_x"][:n], arrays[f"{split}_y"][:n], pre)
         return Plan(self.info(name, pre), splits, {"sources": sources, "preprocessing": "zero-pad 28 -> 32"

@@ -13,7 +13,7 @@ import numpy as np
 from pipeline.config import DatasetConfig
 from pipeline.data import read_idx
 from pipeline.datasets import register
-from pipeline.datasets.base import Dataset, Plan, array_split, capped, verify_md5
+from pipeline.datasets.base import Dataset, Plan, absent_files, array_split, capped, check_counts, verify_md5
 from pipeline.datasets.fashion_mnist import pad_to
 
 # torchvision.datasets.MNIST.resources (torchvision 0.29): official .gz files and their md5
@@ -23,6 +23,7 @@ MD5 = {
     "test_x": ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
     "test_y": ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
 }
+FIX = "download it again (torchvision MNIST or https://ossci-datasets.s3.amazonaws.com/mnist/)"
 
 
 def mnist_folder(root: Path) -> Path | None:
@@ -38,11 +39,12 @@ def load_mnist(root: Path) -> tuple[dict[str, np.ndarray], dict]:
     folder = mnist_folder(root)
     arrays, sources = {}, {}
     for key, (fname, md5) in MD5.items():  # MD5 read at call time (tests pin it)
-        path = folder / fname
-        sources[fname] = {"md5": verify_md5(path, md5, "download it again (torchvision MNIST or "
-                                                       "https://ossci-datasets.s3.amazonaws.com/mnist/)")}
-        array, _ = read_idx(path)
+        sources[fname] = {"md5": verify_md5(folder / fname, md5, FIX)}
+        array, _ = read_idx(folder / fname)
         arrays[key] = array if key.endswith("_x") else array.astype(np.int64)
+    for split in ("train", "test"):
+        check_counts(arrays[f"{split}_x"], folder / MD5[f"{split}_x"][0],
+                     arrays[f"{split}_y"], folder / MD5[f"{split}_y"][0], FIX)
     return arrays, sources
 
 
@@ -57,6 +59,9 @@ class MNIST(Dataset):
 
     def present(self, root: Path) -> bool:
         return mnist_folder(root) is not None
+
+    def missing(self, root: Path) -> list[Path]:
+        return absent_files([root, root / "MNIST" / "raw"], [fname for fname, _ in MD5.values()])
 
     def fetch(self, root: Path) -> None:
         from torchvision.datasets import MNIST as TorchMNIST

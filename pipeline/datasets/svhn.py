@@ -15,7 +15,7 @@ import numpy as np
 from pipeline.config import DatasetConfig
 from pipeline.data import DatasetCorrupt
 from pipeline.datasets import register
-from pipeline.datasets.base import Dataset, Plan, Split, capped, resize_batch, verify_md5
+from pipeline.datasets.base import Dataset, Plan, Split, absent_files, capped, resize_batch, verify_md5
 
 # torchvision.datasets.SVHN.split_list (torchvision 0.29): file and md5 per split
 MD5 = {"train": ("train_32x32.mat", "e26dedcc434d2e4c54c9b2d4a06d8373"),
@@ -31,8 +31,9 @@ def read_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
         mat = scipy.io.loadmat(path, variable_names=["X", "y"])
         x = np.ascontiguousarray(mat["X"].transpose(3, 2, 0, 1), dtype=np.uint8)
         y = mat["y"].astype(np.int64).ravel() % 10  # SVHN stores digit 0 as 10
-    except (OSError, KeyError, ValueError, TypeError) as e:
-        raise DatasetCorrupt(f"{path}: not a readable SVHN .mat file ({type(e).__name__}: {e}); {FIX}") from None
+    except Exception as e:  # scipy raises many types for a malformed file (OSError, IndexError, MatReadError, ...)
+        raise DatasetCorrupt(f"{path}: not a readable SVHN .mat file ({type(e).__name__}: {e}; a truncated "
+                             f"download?); {FIX}") from None
     if len(x) != len(y):
         raise DatasetCorrupt(f"{path}: {len(x)} images but {len(y)} labels; {FIX}")
     return x, y
@@ -49,6 +50,9 @@ class SVHN(Dataset):
 
     def present(self, root: Path) -> bool:
         return all((root / fname).is_file() for fname, _ in MD5.values())
+
+    def missing(self, root: Path) -> list[Path]:
+        return absent_files([root], [fname for fname, _ in MD5.values()])
 
     def fetch(self, root: Path) -> None:
         from torchvision.datasets import SVHN as TorchSVHN
