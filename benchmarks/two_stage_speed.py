@@ -34,12 +34,11 @@ MODELS = ("vae", "vae_s", "lsr_gan", "avae_finetune", "avae_s")
 
 
 def build(params, name: str, exports: dict, folder: Path):
-    spec = params.model(name)
+    spec = params.model(name, params.grid.datasets[0])
     cls = REGISTRY[spec.method]
     vae = None
     if cls.needs_vae:
-        source = next(k for k, v in params.grid.stage2.items() if name in v)
-        vae = exports[source]
+        vae = exports[params.grid.stage1_of(name)]
     method = cls(spec.config, INFO, params.networks, vae)
     if cls.exports_vae:
         export_vae(method.encoder, method.decoder, INFO, params.networks, spec.config.sigma, folder / f"{name}.pt",

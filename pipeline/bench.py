@@ -46,15 +46,16 @@ def synthetic_info(resolution: int, channels: int) -> DataInfo:
     return DataInfo(f"synthetic{resolution}", "image", (channels, resolution, resolution), "[-1,1]", 10)
 
 
+def bench_spec(params: Params, model: str):
+    """The model's row as the grid's first dataset resolves it (per-dataset values)."""
+    return params.model(model, params.grid.datasets[0])
+
+
 def build(model: str, params: Params, info: DataInfo, device: torch.device):
-    spec = params.model(model)
+    spec = bench_spec(params, model)
     cls = REGISTRY[spec.method]
     vae = FrozenVAE(info, params.networks, "learned").to(device) if cls.needs_vae else None
-    config = spec.config
-    if hasattr(config, "beta_for"):  # β per dataset: the synthetic dataset takes the first value
-        beta = config.beta if not isinstance(config.beta, dict) else next(iter(config.beta.values()))
-        config = dataclasses.replace(config, beta=beta)
-    return cls(config, info, params.networks, vae).to(device)
+    return cls(spec.config, info, params.networks, vae).to(device)
 
 
 def peak_of(device: torch.device, autocast: str) -> float | None:
@@ -80,7 +81,7 @@ class TimedRun:
                  warmup: int, tmp: Path):
         torch.manual_seed(0)
         self.device = device
-        cfg = dataclasses.replace(params.model(model).train, **speed, iterations=10**9)
+        cfg = dataclasses.replace(bench_spec(params, model).train, **speed, iterations=10**9)
         base = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0  # runs built before this one
         method = build(model, params, info, device)
         data = np.random.default_rng(0).integers(0, 256, (max(4 * cfg.batch_size, 512), *info.shape), dtype=np.uint8)
@@ -237,7 +238,7 @@ def bench(params: Params, models: list[str], resolution: int, channels: int, ste
             speeds.update({option: {**ALL_OFF, option: on} for option, on in ALL_ON_GPU.items()})
         timed = time_configs(model, params, info, device, speeds, warmup, steps)
         row = {"model": model, "device": str(device), "resolution": resolution,
-               "batch": params.model(model).train.batch_size, "width": params.networks.width,
+               "batch": bench_spec(params, model).train.batch_size, "width": params.networks.width,
                "plain": timed["plain"]}
         if not plain_only:
             row["fast"] = timed["fast"]

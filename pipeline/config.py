@@ -480,36 +480,65 @@ def _is_fraction(text: str) -> bool:
 
 
 @dataclass
-class GridConfig:
-    """The benchmark grid: datasets x seeds x models, by stage.
+class Stage2Entry:
+    """One stage-2 row: `model` is trained on the frozen export of the stage-1 model `export`."""
 
-    pretrain: stage-1 models exported frozen (method vae); baselines: models trained from
-    scratch; stage2: for each stage-1 model, the models trained on its frozen export (one
-    DVC stage per export: `train` for vae); evaluate: models whose cells are evaluated and
-    tabulated, in table order.
+    model: str
+    export: str
+
+
+GRID_LISTS = ("datasets", "seeds", "pretrain", "baselines", "stage2", "evaluate")  # dvc.yaml iterates over each
+
+
+@dataclass
+class GridConfig:
+    """The benchmark grid: datasets x seeds x models, by stage. Every list may be empty but
+    datasets, seeds and evaluate (dvc.yaml's stages iterate over each; an empty one has none).
+
+    pretrain: stage-1 models exported frozen (methods that export a VAE); baselines: models
+    trained from scratch; stage2: models trained on a frozen stage-1 export, each
+    `{model: <name>, export: <a pretrain model>}` (one `train` stage per entry, dataset and seed);
+    evaluate: models whose cells are evaluated and tabulated, in table order.
     """
 
     datasets: list[str] = field(default_factory=lambda: ["fashion_mnist"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])  # AVAE T1: five runs
-    pretrain: list[str] = field(default_factory=lambda: ["vae"])
-    baselines: list[str] = field(default_factory=lambda: ["gan"])
-    stage2: dict[str, list[str]] = field(default_factory=lambda: {"vae": ["avae_xi_a", "avae_a", "avae_b"]})
-    evaluate: list[str] = field(default_factory=lambda: ["vae", "gan", "avae_xi_a", "avae_a", "avae_b"])
+    pretrain: list[str] = field(default_factory=list)
+    baselines: list[str] = field(default_factory=list)
+    stage2: list[Stage2Entry] = field(default_factory=list)
+    evaluate: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         require(len(self.seeds) == len(set(self.seeds)), "grid.seeds", f"= {self.seeds} has duplicates")
         require(all(s >= 0 for s in self.seeds), "grid.seeds", "must be >= 0")
         require(self.datasets != [], "grid.datasets", "must name at least one dataset")
+        require(self.seeds != [], "grid.seeds", "must name at least one seed")
+        require(self.evaluate != [], "grid.evaluate", "must name at least one model (the table's rows)")
+
+    @property
+    def stage2_models(self) -> list[str]:
+        return [entry.model for entry in self.stage2]
+
+    def stage1_of(self, model: str) -> str | None:
+        """The stage-1 model whose export `model` is trained on (None: it needs none)."""
+        return next((entry.export for entry in self.stage2 if entry.model == model), None)
+
+    @property
+    def models(self) -> list[str]:
+        """Every model the grid trains or evaluates, in params order."""
+        return list(dict.fromkeys([*self.pretrain, *self.baselines, *self.stage2_models, *self.evaluate]))
 
 
 @dataclass
 class ModelSpec:
-    """One row of the benchmark: a registered method with its config and loop overrides."""
+    """One row of the benchmark on one dataset: a registered method with its config and loop
+    settings, per-dataset values resolved for `dataset`."""
 
     name: str
     method: str
     config: Any  # the method's own config dataclass
     train: TrainConfig
+    dataset: str = ""  # the dataset its per-dataset values were resolved for
 
     @property
     def config_hash(self) -> str:
@@ -518,7 +547,8 @@ class ModelSpec:
 
 @dataclass
 class Params:
-    """The whole params.yaml, validated."""
+    """The whole params.yaml, validated. `models` holds the raw model entries (each checked for
+    every grid dataset); `model(name, dataset)` is the resolved row."""
 
     datasets: dict[str, DatasetConfig]
     grid: GridConfig
@@ -526,14 +556,19 @@ class Params:
     train: TrainConfig
     evaluate: EvaluateConfig
     classifier: ClassifierConfig
-    models: dict[str, ModelSpec]
+    models: dict[str, dict]
     toy: ToyConfig = field(default_factory=ToyConfig)  # AVAE §5.1 toy experiment (stage `toy`)
     orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)  # pipeline/flows.py
     raw: dict = field(repr=False, default_factory=dict)
+    specs: dict[tuple[str, str], ModelSpec] = field(repr=False, default_factory=dict)  # resolved rows
 
-    def model(self, name: str) -> ModelSpec:
+    def model(self, name: str, dataset: str) -> ModelSpec:
+        """Model `name` with its per-dataset values for `dataset` (ConfigError naming the key when
+        a per-dataset value is missing)."""
         require(name in self.models, f"models.{name}", f"is not defined; defined models: {sorted(self.models)}")
-        return self.models[name]
+        if (name, dataset) not in self.specs:
+            self.specs[(name, dataset)] = parse_model(name, self.models[name], self.train, dataset, set(self.datasets))
+        return self.specs[(name, dataset)]
 
     def dataset(self, name: str) -> DatasetConfig:
         require(name in self.datasets, f"datasets.{name}", f"is not defined; defined: {sorted(self.datasets)}")
@@ -546,8 +581,37 @@ SECTIONS = {"grid": GridConfig, "networks": NetworkConfig, "train": TrainConfig,
             "classifier": ClassifierConfig, "toy": ToyConfig, "orchestration": OrchestrationConfig}
 
 
-def parse_model(name: str, entry: dict, train: TrainConfig) -> ModelSpec:
-    """A `models.<name>` entry: {method, train: {...overrides of `train`}, **method config fields}."""
+def _admits_mapping(hint: Any) -> bool:
+    """A field typed as a mapping (or a union with one) takes dicts as values, not per dataset."""
+    hints = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    return any(typing.get_origin(h) is dict or h is dict for h in hints)
+
+
+def for_dataset(values: dict, cls: type, dataset: str, where: str, known: set[str]) -> dict:
+    """`values` (keys of dataclass `cls`) with each per-dataset value resolved for `dataset`.
+
+    Any field that is not itself a mapping may be given as `{<dataset>: <value>, ...}` (e.g.
+    VAE/GAN's β per dataset, AVAE §5; α-GAN's iterations per dataset, App. H): the keys must be
+    datasets of the `datasets:` section, and the dataset asked for must have a value."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and key in hints and not _admits_mapping(hints[key]):
+            unknown = sorted(str(k) for k in value if k not in known)
+            require(not unknown, f"{where}.{key}", f"names {unknown}, not datasets of 'datasets:' "
+                    f"(defined: {sorted(known)}); per-dataset values are keyed by dataset names")
+            require(dataset in value, f"{where}.{key}", f"has no value for dataset {dataset!r}: add "
+                    f"'{dataset}: <value>' (it has values for {sorted(map(str, value))})")
+            if dataset not in value:  # recorded above (inside Problems.recording)
+                continue
+            value = value[dataset]
+        out[key] = value
+    return out
+
+
+def parse_model(name: str, entry: dict, train: TrainConfig, dataset: str, known: set[str]) -> ModelSpec:
+    """A `models.<name>` entry for `dataset`: {method, train: {...overrides of `train`}, **method
+    config fields}, any non-mapping field possibly per dataset (`for_dataset`)."""
     from pipeline.methods import REGISTRY  # methods import config, not the other way round
 
     where = f"models.{name}"
@@ -559,11 +623,16 @@ def parse_model(name: str, entry: dict, train: TrainConfig) -> ModelSpec:
     train_over = entry.pop("train", None)
     train_over = {} if train_over is None else train_over
     require(isinstance(train_over, dict), f"{where}.train", f"= {train_over!r} must be a mapping of train keys")
+    config_cls = REGISTRY[method].config_cls
     problems = Problems()
-    model_train = problems.parse(lambda: from_dict(TrainConfig, {**to_dict(train), **train_over}, f"{where}.train"))
-    config = problems.parse(lambda: from_dict(REGISTRY[method].config_cls, entry, where))
+    with problems.recording():
+        entry = for_dataset(entry, config_cls, dataset, where, known)
+        train_over = for_dataset(train_over, TrainConfig, dataset, f"{where}.train", known)
     problems.raise_if_any()
-    return ModelSpec(name=name, method=method, config=config, train=model_train)
+    model_train = problems.parse(lambda: from_dict(TrainConfig, {**to_dict(train), **train_over}, f"{where}.train"))
+    config = problems.parse(lambda: from_dict(config_cls, entry, where))
+    problems.raise_if_any()
+    return ModelSpec(name=name, method=method, config=config, train=model_train, dataset=dataset)
 
 
 def _parse_dataset(name: str, entry: Any) -> DatasetConfig:
@@ -604,35 +673,35 @@ def _check_grid_names(g: GridConfig, datasets: dict, models: dict, reported: set
     for name in g.datasets:
         if {"datasets", f"datasets.{name}"}.isdisjoint(reported):
             require(name in datasets, f"datasets.{name}", f"is not defined; defined: {sorted(datasets)}")
-    for name in dict.fromkeys([*g.pretrain, *g.baselines, *g.evaluate, *(m for ms in g.stage2.values() for m in ms)]):
+    for name in dict.fromkeys([*g.models, *(entry.export for entry in g.stage2)]):
         if {"models", f"models.{name}"}.isdisjoint(reported):
             require(name in models, f"models.{name}", f"is not defined; defined models: {sorted(models)}")
 
 
-def _check_grid_stages(g: GridConfig, models: dict[str, ModelSpec]) -> None:
-    """Each grid model sits in the stage its method belongs to (stage 1, baseline, stage 2)."""
+def _check_grid_stages(g: GridConfig, methods: dict[str, str]) -> None:
+    """Each grid model sits in the stage its method belongs to (stage 1, baseline, stage 2), and
+    each is trained once (a model's output folder is models/<dataset>/<model>/seed<k>)."""
     from pipeline.methods import REGISTRY
 
-    method = {name: REGISTRY[spec.method] for name, spec in models.items()}
+    method = {name: REGISTRY[m] for name, m in methods.items() if m in REGISTRY}
     for name in g.pretrain:
         require(name not in method or method[name].exports_vae, f"grid.pretrain ({name})",
-                "must be a method that exports a frozen VAE (method: vae)")
+                "must be a method that exports a frozen VAE (vae, vae_s)")
     for name in g.baselines:
         require(name not in method or not method[name].needs_vae, f"grid.baselines ({name})",
-                "builds on a frozen VAE export: list it under grid.stage2")
-    for export, names in g.stage2.items():
-        # an empty list needs no export (dvc.yaml's matrix names every stage2 key; a grid may leave one empty)
-        require(export in g.pretrain or not names, f"grid.stage2.{export}",
+                "builds on a frozen VAE export: list it under grid.stage2 as {model: " + name + ", on: <a pretrain model>}")
+    for i, entry in enumerate(g.stage2):
+        require(entry.export in g.pretrain, f"grid.stage2[{i}].export ({entry.export})",
                 f"is not a stage-1 model of grid.pretrain {g.pretrain}")
-        for name in names:
-            require(name not in method or method[name].needs_vae, f"grid.stage2.{export} ({name})",
-                    "trains from scratch: list it under grid.baselines")
-    stage2 = [m for ms in g.stage2.values() for m in ms]
-    require(len(stage2) == len(set(stage2)), "grid.stage2", "lists a model under two exports")
-    trained = set(g.pretrain) | set(g.baselines) | set(stage2)
+        require(entry.model not in method or method[entry.model].needs_vae, f"grid.stage2[{i}] ({entry.model})",
+                "trains from scratch: list it under grid.baselines")
+    trained = [*g.pretrain, *g.baselines, *g.stage2_models]
+    twice = sorted({m for m in trained if trained.count(m) > 1})
+    require(not twice, "grid", f"trains {twice} more than once (each model is one row with one output folder: "
+            "define a model entry per stage-1 export, e.g. lsr_gan_b5 with the same settings)")
     for name in g.evaluate:
         require(name in trained, f"grid.evaluate ({name})",
-                "is not trained by the grid: add it to grid.pretrain, grid.baselines or grid.stage2.<export>")
+                "is not trained by the grid: add it to grid.pretrain, grid.baselines or grid.stage2")
 
 
 def parse_params(raw: dict) -> Params:
@@ -646,17 +715,43 @@ def parse_params(raw: dict) -> Params:
     with problems.recording():
         for key in raw:
             require(key in TOP_LEVEL, str(key), f"is not a known section; allowed: {list(TOP_LEVEL)}")
+        if isinstance(raw.get("grid"), dict):
+            for key in GRID_LISTS:
+                require(key in raw["grid"], f"grid.{key}", f"is missing: dvc.yaml's stages iterate over it "
+                        f"(write '{key}: []' for none)")
     sections = {name: problems.parse(functools.partial(from_dict, cls, raw.get(name), name))
                 for name, cls in SECTIONS.items()}
     train = sections["train"] or TrainConfig()  # a bad train section is reported once, not per model
     datasets, bad_datasets = _parse_entries(raw.get("datasets"), "datasets", _parse_dataset, problems)
-    models, bad_models = _parse_entries(raw.get("models"), "models", lambda n, e: parse_model(n, e, train), problems)
-    if sections["grid"] is not None:
+    grid, specs = sections["grid"], {}
+    known = set(datasets) | {d.rsplit(".", 1)[-1] for d in bad_datasets}
+
+    def parse_entry(name: str, entry: Any) -> dict:
+        """Check a model entry for every grid dataset (a model outside the grid: its types only)."""
+        in_grid = grid is not None and name in grid.models
+        for dataset in (grid.datasets if in_grid else [None]):
+            spec = parse_model(name, entry, train, dataset or _any_dataset(entry), known)
+            if dataset:
+                specs[(name, dataset)] = spec
+        return entry
+
+    models, bad_models = _parse_entries(raw.get("models"), "models", parse_entry, problems)
+    if grid is not None:
         with problems.recording():
-            _check_grid_names(sections["grid"], datasets, models, bad_datasets | bad_models)
-            _check_grid_stages(sections["grid"], models)
+            _check_grid_names(grid, datasets, models, bad_datasets | bad_models)
+            _check_grid_stages(grid, {n: e["method"] for n, e in models.items()})
     problems.raise_if_any()
-    return Params(datasets=datasets, models=models, raw=raw, **sections)
+    return Params(datasets=datasets, models=models, raw=raw, specs=specs, **sections)
+
+
+def _any_dataset(entry: dict) -> str:
+    """A dataset some per-dataset value of `entry` names ('' if none): checks the types of a
+    model outside the grid without asking for values it does not need."""
+    if not isinstance(entry, dict):
+        return ""  # parse_model reports it
+    train = entry.get("train") if isinstance(entry.get("train"), dict) else {}
+    values = [v for v in [*entry.values(), *train.values()] if isinstance(v, dict)]
+    return next((str(k) for v in values for k in v), "")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -109,8 +109,7 @@ def stage_cell(argv: list[str]) -> tuple[str | None, str | None, int | None]:
 
 def grid_models(params: Params) -> list[str]:
     """Every model the grid trains or evaluates, in params order."""
-    g = params.grid
-    return list(dict.fromkeys([*g.pretrain, *g.baselines, *(m for ms in g.stage2.values() for m in ms), *g.evaluate]))
+    return params.grid.models
 
 
 def check_selection(params: Params, datasets: list[str], seeds: list[int], models: list[str]) -> None:

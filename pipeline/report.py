@@ -220,12 +220,12 @@ def variant_settings(raw_params: dict, dataset: str) -> dict[str, dict[str, floa
     models = raw_params.get("models", {}) or {}
     out = {name: numeric_settings({k: v for k, v in (entry or {}).items() if k not in ("method", "train")}, dataset)
            for name, entry in models.items()}
-    for export, names in ((raw_params.get("grid", {}) or {}).get("stage2", {}) or {}).items():
+    for entry in (raw_params.get("grid", {}) or {}).get("stage2", []) or []:
+        export, name = entry.get("export"), entry.get("model")
         base = numeric_settings({k: v for k, v in (models.get(export) or {}).items() if k not in ("method", "train")},
                                 dataset, "vae.")
-        for name in names:
-            if name in out:
-                out[name] = {**base, **out[name]}
+        if name in out:
+            out[name] = {**base, **out[name]}
     return out
 
 

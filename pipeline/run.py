@@ -38,9 +38,10 @@ def stage_timer(name: str):
 
 
 def check_grid(params: Params) -> None:
-    """Ask every method whether it can run on every grid dataset (before any training)."""
-    for name, spec in params.models.items():
+    """Ask every grid model's method whether it can run on every grid dataset (before any training)."""
+    for name in params.grid.models:
         for dataset in params.grid.datasets:
+            spec = params.model(name, dataset)
             REGISTRY[spec.method].check_config(spec.config, dataset)
 
 
@@ -67,7 +68,7 @@ def train_cell(params: Params, dataset: str, model: str, seed: int, data_dir: Pa
                checkpoint_dir: Path, vae_dir: Path | None = None, stop_at: int | None = None) -> Method:
     """Train one (dataset, model, seed) cell; writes model.pt, train_log.csv, run.json (and
     export.pt for stage-1 models) to out_dir. Resumes from checkpoint_dir when interrupted."""
-    spec = params.model(model)
+    spec = params.model(model, dataset)
     cls = REGISTRY[spec.method]
     desc = f"train {model}/{dataset}/seed{seed}"
     with stage_timer(desc):
@@ -209,7 +210,7 @@ def record_failed_cell(params: Params, dataset: str, model: str, seed: int, out_
     """A cell whose training or evaluation failed: one `failed` row (metric `cell`, the failing
     stage and its error as reason) written where evaluate_cell writes, so aggregate and
     table.md show the failure next to the other cells."""
-    spec = params.model(model)
+    spec = params.model(model, dataset)
     row = {"dataset": dataset, "method": spec.method, "variant": model, "seed": seed, "metric": "cell",
            "value": float("nan"), "status": "failed", "reason": f"{stage}: {error}", "time_s": 0.0,
            "git_rev": results.git_revision(), "params_hash": stable_hash(

@@ -34,7 +34,7 @@ from scipy.spatial.distance import cdist  # noqa: E402
 from scipy.special import logsumexp  # noqa: E402
 
 from pipeline import run  # noqa: E402
-from pipeline.config import GridConfig, ModelSpec, Params, ToyConfig, TrainConfig, to_dict  # noqa: E402
+from pipeline.config import GridConfig, ModelSpec, Params, Stage2Entry, ToyConfig, TrainConfig, to_dict  # noqa: E402
 from pipeline.data import load_prepared  # noqa: E402
 from pipeline.io import atomic_write, atomic_write_json  # noqa: E402
 from pipeline.methods import Method  # noqa: E402
@@ -59,13 +59,14 @@ def toy_params(params: Params, toy: ToyConfig) -> Params:
                            lr_decay_to=toy.lr_decay_to)
 
     vae = VaeConfig(beta=toy.vae_beta, reconstruction="mse", sigma="learned", lr=toy.vae_lr)  # AVAE eq. 9, Fig. 5
-    models = {"vae": ModelSpec("vae", "vae", vae, train(toy.vae_iterations))}
+    specs = {("vae", DATASET): ModelSpec("vae", "vae", vae, train(toy.vae_iterations), DATASET)}
     for name, xi in (("avae", False), ("avae_xi", True)):
         config = AvaeConfig(xi=xi, latent_loss=toy.latent_loss, lr=toy.avae_lr)
-        models[name] = ModelSpec(name, "avae", config, train(toy.avae_iterations))
+        specs[(name, DATASET)] = ModelSpec(name, "avae", config, train(toy.avae_iterations), DATASET)
     grid = GridConfig(datasets=[DATASET], seeds=[toy.seed], pretrain=["vae"], baselines=[],
-                      stage2={"vae": ["avae", "avae_xi"]}, evaluate=list(MODELS))
-    return dataclasses.replace(params, networks=net, models=models, grid=grid, toy=toy)
+                      stage2=[Stage2Entry("avae", "vae"), Stage2Entry("avae_xi", "vae")], evaluate=list(MODELS))
+    models = {name: {"method": spec.method} for (name, _), spec in specs.items()}
+    return dataclasses.replace(params, networks=net, models=models, specs=specs, grid=grid, toy=toy)
 
 
 def train_toy_models(params: Params, data_dir: Path, models_dir: Path) -> dict[str, Method]:

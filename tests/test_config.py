@@ -61,12 +61,20 @@ def test_grid_references_are_checked():
     with pytest.raises(ConfigError, match=r"grid\.baselines.*stage2"):
         parse_params(raw)
     raw = tiny_params()
-    raw["grid"]["stage2"] = {"vae": ["gan"]}
-    with pytest.raises(ConfigError, match=r"grid\.stage2\.vae \(gan\).*baselines"):
+    raw["grid"]["stage2"] = [{"model": "gan", "export": "vae"}]
+    with pytest.raises(ConfigError, match=r"grid\.stage2\[0\] \(gan\).*baselines"):
         parse_params(raw)
     raw = tiny_params()
-    raw["grid"]["stage2"] = {"vae_s": ["avae_b"]}
-    with pytest.raises(ConfigError, match=r"grid\.stage2\.vae_s.*not a stage-1 model"):
+    raw["grid"]["stage2"] = [{"model": "avae_b", "export": "vae_s"}]
+    with pytest.raises(ConfigError, match=r"grid\.stage2\[0\]\.export \(vae_s\).*not a stage-1 model"):
+        parse_params(raw)
+    raw = tiny_params()
+    raw["grid"]["stage2"].append({"model": "avae_b", "export": "vae"})
+    with pytest.raises(ConfigError, match=r"trains \['avae_b'\] more than once"):
+        parse_params(raw)
+    raw = tiny_params()
+    del raw["grid"]["baselines"]
+    with pytest.raises(ConfigError, match=r"grid\.baselines' is missing.*baselines: \[\]"):
         parse_params(raw)
     raw = tiny_params()
     raw["grid"]["datasets"] = ["cifar10"]
@@ -74,13 +82,34 @@ def test_grid_references_are_checked():
         parse_params(raw)
 
 
-def test_missing_beta_for_a_grid_dataset_fails_before_training(tmp_path):
-    from pipeline.run import check_grid
-
+def test_per_dataset_values_resolve_for_each_grid_dataset():
     raw = tiny_params()
+    raw["grid"]["datasets"] = ["toy2d", "fashion_mnist"]
+    raw["models"]["vae"]["beta"] = {"toy2d": 0.5, "fashion_mnist": 4.0}
+    raw["models"]["gan"]["train"] = {"iterations": {"toy2d": 10, "fashion_mnist": 30}}
+    params = parse_params(raw)
+    assert params.model("vae", "toy2d").config.beta == 0.5 and params.model("vae", "fashion_mnist").config.beta == 4.0
+    assert params.model("gan", "toy2d").train.iterations == 10
+    assert params.model("gan", "fashion_mnist").train.iterations == 30
+    assert params.model("vae", "toy2d").train.iterations == 40  # not per dataset: the train section's
+
+
+def test_a_grid_dataset_without_a_per_dataset_value_fails_naming_the_key_and_the_dataset():
+    raw = tiny_params()
+    raw["datasets"]["cifar10"] = {}
     raw["models"]["vae"]["beta"] = {"cifar10": 10.0}
-    with pytest.raises(ConfigError, match=r"no value for dataset 'toy2d'"):
-        check_grid(parse_params(raw))
+    raw["models"]["gan"]["train"] = {"iterations": {"cifar10": 10}}
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw)
+    assert "'models.vae.beta' has no value for dataset 'toy2d'" in str(err.value)
+    assert "'models.gan.train.iterations' has no value for dataset 'toy2d'" in str(err.value)
+
+
+def test_per_dataset_keys_must_be_dataset_names():
+    raw = tiny_params()
+    raw["models"]["vae"]["beta"] = {"toy2d": 1.0, "bedroom": 4.0}  # the registry's name is lsun_bedroom
+    with pytest.raises(ConfigError, match=r"models\.vae\.beta' names \['bedroom'\], not datasets"):
+        parse_params(raw)
 
 
 def test_cli_check_reports_bad_key(tmp_path, capsys):
@@ -95,7 +124,7 @@ def test_cli_check_reports_bad_key(tmp_path, capsys):
 def test_yaml_scientific_notation_is_a_number():
     raw = tiny_params()
     raw["models"]["gan"]["lr"] = "2e-4"
-    assert parse_params(raw).models["gan"].config.lr == pytest.approx(2e-4)
+    assert parse_params(raw).model("gan", "toy2d").config.lr == pytest.approx(2e-4)
 
 
 # ---------------------------------------------------------------- issue 8: every problem, no traceback
@@ -104,7 +133,7 @@ def test_yaml_scientific_notation_is_a_number():
 @pytest.mark.parametrize("key, value, named", [
     ("models", 5, "'models' = 5 must be a mapping"),
     ("train", [1, 2], "'train' must be a mapping of TrainConfig fields"),
-    ("grid", None, "'models.avae_xi_a' is not defined"),  # null = the default grid, whose models are not defined
+    ("grid", None, "'grid.evaluate' must name at least one model"),  # null = the default grid, which names none
     ("networks", {"width": 4.0}, "'networks.width' = 4.0 must be an integer"),
     ("train", {"iterations": True}, "'train.iterations' = True must be an integer"),
     ("evaluate", {"metrics": [{"a": [1, {2: 3}]}]}, "'evaluate.metrics[0]'"),

@@ -31,7 +31,7 @@ def test_tiny_dvc_repro(tmp_path):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["datasets"]["fashion_mnist"].update({"n_train": 2000, "n_test": 300})
     raw["grid"].update({"seeds": [0], "pretrain": ["vae"], "baselines": ["gan"],
-                        "stage2": {"vae": ["avae_b"], "vae_s": []}, "evaluate": ["vae", "gan", "avae_b"]})
+                        "stage2": [{"model": "avae_b", "export": "vae"}], "evaluate": ["vae", "gan", "avae_b"]})
     raw["networks"] = {"width": 4, "latent_dim": 8, "mlp_hidden": 16}
     raw["train"].update({"iterations": 20, "log_every": 5, "checkpoint_every": 10})
     raw["models"]["vae"]["train"] = {"iterations": 20}

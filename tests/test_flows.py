@@ -37,9 +37,8 @@ def tiny_grid(raw: dict) -> dict:
     """params.yaml cut down to toy2d + 1,000 Fashion-MNIST images, 2 seeds, vae -> avae_b."""
     raw["datasets"]["fashion_mnist"].update({"n_train": 1000, "n_test": 200})
     raw["datasets"]["toy2d"] = {"n_train": 1000, "n_test": 200, "seed": 0}
-    stage2 = {export: [] for export in raw["grid"]["stage2"]}  # dvc.yaml's matrices name every export
     raw["grid"].update({"datasets": ["toy2d", "fashion_mnist"], "seeds": [0, 1], "pretrain": ["vae"],
-                        "baselines": [], "stage2": {**stage2, "vae": ["avae_b"]}, "evaluate": ["vae", "avae_b"]})
+                        "baselines": [], "stage2": [{"model": "avae_b", "export": "vae"}], "evaluate": ["vae", "avae_b"]})
     raw["networks"] = {"width": 4, "latent_dim": 8, "mlp_hidden": 16}
     raw["train"].update({"iterations": 20, "log_every": 5, "checkpoint_every": 10, "threads": 1, "device": "cpu"})
     raw["models"]["vae"]["train"] = {"iterations": 20}
@@ -90,7 +89,7 @@ def test_plan_covers_the_grid_upstream_first(repo):
         assert set(call.upstream) <= set(names[:i]), f"{call.name} comes before its upstream {call.upstream}"
         assert not call.up_to_date  # nothing has run in the new repository
     by_name = {c.name: c for c in calls}
-    stage2 = by_name["train@fashion_mnist-avae_b-1"]
+    stage2 = by_name["train@fashion_mnist-row0-1"]
     assert stage2.label == "train avae_b/fashion_mnist/seed1"
     assert set(stage2.upstream) == {"prepare@fashion_mnist", "pretrain_vae@fashion_mnist-vae-1"}
     evaluate = by_name["evaluate@toy2d-vae-0"]
@@ -105,7 +104,7 @@ def test_plan_of_one_cell_pulls_in_what_it_needs(repo):
     params = load_params(repo / "params.yaml")
     calls = flows.plan_grid(repo, params, datasets=["toy2d"], seeds=[1], models=["avae_b"], aggregate=False)
     assert [c.name for c in calls][:1] == ["prepare@toy2d"]
-    assert {c.name for c in calls} == {"prepare@toy2d", "pretrain_vae@toy2d-vae-1", "train@toy2d-avae_b-1",
+    assert {c.name for c in calls} == {"prepare@toy2d", "pretrain_vae@toy2d-vae-1", "train@toy2d-row0-1",
                                        "train_classifier@toy2d", "evaluate@toy2d-avae_b-1"}
 
 
@@ -361,12 +360,12 @@ def test_grid_through_prefect_server(tmp_path):
         assert "fd_data" in set(df[df.dataset == "toy2d"].metric)
         # dvc.lock was written once, at the end: only the failed cell is out of date
         status = json.loads(dvc(work, "status", "--json").stdout)
-        assert set(status) == {"train@toy2d-avae_b-1", "evaluate@toy2d-avae_b-1"}, status
+        assert set(status) == {"train@toy2d-row0-1", "evaluate@toy2d-avae_b-1"}, status
         n_stages = len(dvc(work, "stage", "list", "--name-only").stdout.split())
 
         broken.unlink()  # the fault is fixed: the next run redoes only that cell (and aggregate, and what follows)
         stale = [c.name for c in flows.plan_grid(work, load_params(work / "params.yaml")) if not c.up_to_date]
-        assert {"train@toy2d-avae_b-1", "evaluate@toy2d-avae_b-1", "aggregate"} <= set(stale)
+        assert {"train@toy2d-row0-1", "evaluate@toy2d-avae_b-1", "aggregate"} <= set(stale)
         assert not [n for n in stale if n.startswith(("prepare", "pretrain", "train_classifier", "evaluate@f"))]
         t0 = time.perf_counter()
         second = stack.run_deployment("grid/nightly-grid")

@@ -42,7 +42,7 @@ def test_avae_generator_moves_to_the_data(toy_prepared, tmp_path):
     torch.manual_seed(0)
     from pipeline.export import load_vae_export
 
-    spec = params.models["avae_b"]
+    spec = params.model("avae_b", "toy2d")
     initial = build_method(spec.method, spec.config, toy_prepared.info, params.networks,
                            load_vae_export(tmp_path / "vae" / "export.pt")).eval()
     fd_initial = fd_to_data(initial, toy_prepared)

@@ -24,7 +24,7 @@ MODELS = {"vae": {"method": "vae"}, "vae_log_mse_encoder_sigma":
 def make(name: str, prepared, tmp_path):
     raw = tiny_params()
     raw["models"][name] = MODELS[name]
-    spec = parse_params(raw).models[name]
+    spec = parse_params(raw).model(name, prepared.info.name)
     vae = None
     if REGISTRY[spec.method].needs_vae:
         stage1 = REGISTRY["vae"](REGISTRY["vae"].config_cls(), prepared.info, TINY_NET)

@@ -30,7 +30,7 @@ DETERMINISTIC = ["bigan", "age", "alpha_gan", "alpha_gan_kl"]
 def make(name: str, info: DataInfo, net: NetworkConfig = TINY_NET, **overrides):
     raw = tiny_params()
     raw["models"][name] = {**MODELS[name], **overrides}
-    spec = parse_params(raw).models[name]
+    spec = parse_params(raw).model(name, info.name)
     return build_method(spec.method, spec.config, info, net, None)
 
 
@@ -312,8 +312,8 @@ def test_bad_configs_are_rejected_with_the_key():
 def test_params_files_define_the_baselines(path):
     params = load_params(ROOT / path)
     for name in ["wgan_gp", "vae_gan", "bigan", "age", "alpha_gan", "alpha_gan_kl"]:
-        assert params.model(name).method == MODELS[name]["method"]
-    assert params.model("alpha_gan_kl").config.latent_regulariser == "empirical_kl"
+        assert params.models[name]["method"] == MODELS[name]["method"]
+    assert params.models["alpha_gan_kl"]["latent_regulariser"] == "empirical_kl"
     for name in ["wgan_gp", "vae_gan", "bigan", "age", "alpha_gan"]:
         assert name in params.grid.baselines and name in params.grid.evaluate
 
@@ -325,8 +325,8 @@ def test_train_cell_save_load_roundtrip(model, toy_prepared, tmp_path):
                              "device": "cpu"})
     raw["models"][model] = MODELS[model]
     params = parse_params(raw)
-    initial = build_method(params.models[model].method, params.models[model].config, toy_prepared.info,
-                           params.networks, None)
+    spec = params.model(model, "toy2d")
+    initial = build_method(spec.method, spec.config, toy_prepared.info, params.networks, None)
     method = train_cell(params, "toy2d", model, 0, tmp_path / "toy2d", tmp_path / model, tmp_path / "ck")
     loaded, blob = load_model(tmp_path / model / "model.pt")
     assert blob["iterations"] == 4 and blob["method"] == MODELS[model]["method"]
@@ -374,7 +374,7 @@ def train_tiny(model: str, overrides: dict, prepared, tmp_path, iterations: int,
                              "checkpoint_every": 10_000, "device": "cpu", "threads": 1})
     raw["models"][model] = {**MODELS[model], **overrides}
     params = parse_params(raw)
-    spec = params.models[model]
+    spec = params.model(model, prepared.info.name)
     torch.manual_seed(0)
     initial = build_method(spec.method, spec.config, prepared.info, params.networks, None)
     dataset = prepared.info.name

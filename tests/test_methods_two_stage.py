@@ -362,7 +362,8 @@ def image_params(iterations=6, **models):
     raw["networks"] = {"width": 4, "latent_dim": 8, "mlp_hidden": 32}
     raw["datasets"]["fashion_mnist"] = {}
     raw["grid"] = {"datasets": ["fashion_mnist"], "seeds": [0], "pretrain": ["vae", "vae_s"], "baselines": [],
-                   "stage2": {"vae": ["lsr_gan", "avae_finetune"], "vae_s": ["avae_s"]},
+                   "stage2": [{"model": "lsr_gan", "export": "vae"}, {"model": "avae_finetune", "export": "vae"},
+                              {"model": "avae_s", "export": "vae_s"}],
                    "evaluate": ["vae", "vae_s", "lsr_gan", "avae_finetune", "avae_s"]}
     raw["models"] = {"vae": {"method": "vae", "lr": 0.001}, "vae_s": {"method": "vae_s", "balance_steps": 3,
                                                                      "lr": 0.001},
@@ -373,8 +374,8 @@ def image_params(iterations=6, **models):
 
 def test_params_grid_wires_stage2_by_export():
     params = image_params()
-    assert REGISTRY[params.models["vae_s"].method].exports_vae
-    assert params.grid.stage2["vae_s"] == ["avae_s"]
+    assert REGISTRY[params.models["vae_s"]["method"]].exports_vae
+    assert params.grid.stage1_of("avae_s") == "vae_s" and params.grid.stage1_of("lsr_gan") == "vae"
 
 
 def test_vae_s_killed_during_the_probe_resumes_to_the_same_weights(shapes_dir, tmp_path):
@@ -453,7 +454,7 @@ def test_avae_finetune_keeps_reconstructing_and_its_discriminator_learns(shapes_
 def test_lsr_gan_generator_encodes_its_latent_better_than_an_untrained_one(toy_prepared, tmp_path):
     raw = tiny_params(train={"iterations": 800, "batch_size": 64, "log_every": 50, "checkpoint_every": 800,
                              "device": "cpu", "threads": 1})
-    raw["grid"]["stage2"] = {"vae": ["lsr_gan"]}
+    raw["grid"]["stage2"] = [{"model": "lsr_gan", "export": "vae"}]
     raw["grid"]["evaluate"] = ["vae", "lsr_gan"]
     raw["models"]["lsr_gan"] = {"method": "lsr_gan", "init_from_decoder": False, "lr": 0.001}
     raw["models"]["vae"]["sigma"] = "encoder"
@@ -461,7 +462,7 @@ def test_lsr_gan_generator_encodes_its_latent_better_than_an_untrained_one(toy_p
     data_dir = tmp_path / "toy2d"
     train_cell(params, "toy2d", "vae", 0, data_dir, tmp_path / "vae", tmp_path / "ck1")
     method = train_cell(params, "toy2d", "lsr_gan", 0, data_dir, tmp_path / "lsr", tmp_path / "ck2", tmp_path / "vae")
-    fresh = LSRGAN(params.models["lsr_gan"].config, method.info, params.networks, method.vae).eval()
+    fresh = LSRGAN(params.model("lsr_gan", "toy2d").config, method.info, params.networks, method.vae).eval()
     method.eval()
     torch.manual_seed(5)
     z = torch.randn(2000, 1)

@@ -34,7 +34,7 @@ def fixture_frame() -> pd.DataFrame:
 
 RAW_PARAMS = {"models": {"vae": {"method": "vae", "beta": {"fashion_mnist": 1.0}},
                          **{f"lsr_l{lam}": {"method": "lsr_gan", "lam": lam} for lam in (0.1, 1.0, 10.0)}},
-              "grid": {"stage2": {"vae": ["lsr_l0.1", "lsr_l1.0", "lsr_l10.0"]}}}
+              "grid": {"stage2": [{"model": m, "export": "vae"} for m in ("lsr_l0.1", "lsr_l1.0", "lsr_l10.0")]}}
 
 
 def test_markdown_bold_best_per_column_and_reference_row():

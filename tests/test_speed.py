@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 def run(tmp_path, tag, dataset, model, iterations, **speed):
     params = parse_params(tiny_params(
         grid={"datasets": [dataset], "seeds": [0], "pretrain": ["vae"], "baselines": ["gan"],
-              "stage2": {"vae": ["avae_b"]}, "evaluate": ["vae"]},
+              "stage2": [{"model": "avae_b", "export": "vae"}], "evaluate": ["vae"]},
         networks={"width": 4, "latent_dim": 4, "mlp_hidden": 32},
         train={"iterations": iterations, "batch_size": 16, "log_every": iterations, "checkpoint_every": iterations,
                "device": "cpu", **speed}))
@@ -46,7 +46,7 @@ def initial(tmp_path, dataset, model):
 
     params = parse_params(tiny_params(networks={"width": 4, "latent_dim": 4, "mlp_hidden": 32}))
     torch.manual_seed(0)
-    spec = params.models[model]
+    spec = params.model(model, "fashion_mnist")
     from pipeline.data import load_prepared
     info = load_prepared(tmp_path / ("fmnist" if dataset == "fashion_mnist" else "toy2d")).info
     vae = load_vae_export(tmp_path / "vae_plain" / "export.pt") if model != "vae" else None

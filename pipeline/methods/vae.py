@@ -15,13 +15,12 @@ from pipeline.networks.architectures import build_decoder, build_encoder
 
 @dataclass
 class VaeConfig:
-    """beta: KL weight, a number or a per-dataset mapping (AVAE §5: bedroom 4, celeba 5,
-    cifar10 10, cifar100 10, svhn 20); reconstruction: 'mse' (½ sum of squares, AVAE eq. 9)
+    """beta: KL weight (β-VAE; LSR-GAN Table 1 sweeps it); reconstruction: 'mse' (½ sum of squares, AVAE eq. 9)
     or 'log_mse' (LSR-GAN App. A); sigma: 'learned' (input-independent, AVAE Fig. 5) or
     'encoder' (output by the encoder); architecture: encoder/decoder family, 'dcgan' (AVAE
     Fig. 5), 'resnet' (LSR-GAN App. D Table 3) or 'avae_s' (004 Table I); lr, beta1, beta2: Adam."""
 
-    beta: float | dict[str, float] = 1.0  # KL weight (β-VAE)
+    beta: float = 1.0  # KL weight: AVAE eq. 9 is the plain VAE (β = 1)
     reconstruction: Literal["mse", "log_mse"] = "mse"  # AVAE eq. 9 / LSR-GAN App. A
     sigma: Literal["learned", "encoder"] = "learned"  # AVAE Fig. 5 caption: sigma learned directly
     architecture: Literal["dcgan", "resnet", "avae_s"] = "dcgan"  # AVAE Fig. 5 / 003 Table 3 / 004 Table I
@@ -29,17 +28,8 @@ class VaeConfig:
     beta1: float = 0.5  # DCGAN hyper-parameters (AVAE §5)
     beta2: float = 0.999
 
-    def beta_for(self, dataset: str) -> float:
-        if isinstance(self.beta, dict):
-            if dataset not in self.beta:
-                raise ConfigError(f"params: 'models.*.beta' has no value for dataset {dataset!r}; "
-                                  f"it covers {sorted(self.beta)}: add '{dataset}: <beta>'")
-            return self.beta[dataset]
-        return self.beta
-
     def __post_init__(self) -> None:
-        values = self.beta.values() if isinstance(self.beta, dict) else [self.beta]
-        if any(b < 0 for b in values) or self.lr <= 0:
+        if self.beta < 0 or self.lr <= 0:
             raise ConfigError("params: 'models.*.beta' must be >= 0 and 'lr' > 0")
 
 
@@ -53,14 +43,9 @@ class VAE(EncoderDecoderMethod):
 
     def __init__(self, config: VaeConfig, info, net, vae=None):
         super().__init__(config, info, net)
-        self.beta = config.beta_for(info.name)
         self.encoder = build_encoder(config.architecture, info, net, config.sigma)
         self.decoder = build_decoder(config.architecture, net.latent_dim, info, net)
         self.recon = {"mse": losses.sum_squares_recon, "log_mse": losses.log_mse_recon}[config.reconstruction]
-
-    @classmethod
-    def check_config(cls, config: VaeConfig, dataset: str) -> None:
-        config.beta_for(dataset)
 
     def vae_terms(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The named terms of L_VAE and the reconstruction x̃ = D(z), z ~ q(z|x), they used."""
@@ -68,7 +53,7 @@ class VAE(EncoderDecoderMethod):
         x_recon = self.decoder(losses.reparameterize(mu, log_sigma))
         recon = self.recon(x_recon, x).mean()
         kl = losses.kl_standard_normal(mu, log_sigma).mean()
-        return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl}, x_recon  # AVAE eq. 9
+        return {"loss": recon + self.config.beta * kl, "recon": recon, "kl": kl}, x_recon  # AVAE eq. 9
 
     def vae_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.vae_terms(x)[0]
