@@ -216,8 +216,9 @@ def check(summary: dict, findings: tuple[Finding, ...] = FINDINGS, q: float = Q)
         for finding in findings:
             if not any(m in models for m in finding.models):
                 continue
-            metrics = [m for m in (finding.metric, *finding.also) if any(m in models.get(x, {}) for x in finding.models)]
-            results += [_evaluate(finding, dataset, models, m) for m in metrics or [finding.metric]]
+            present = [m for m in (finding.metric, *finding.also)
+                       if any(m in models.get(x, {}) for x in finding.models)]
+            results += [_evaluate(finding, dataset, models, m) for m in present or [finding.metric]]
     return _mark_significant(results, q)
 
 
@@ -227,6 +228,11 @@ def changed(base: list[Result], head: list[Result]) -> list[tuple[Result | None,
     keys = list(old) + [k for k in new if k not in old]
     return [(old.get(k), new.get(k)) for k in keys
             if (old[k].label if k in old else None) != (new[k].label if k in new else None)]
+
+
+def _counts(results: list[Result]) -> str:
+    n = {v: sum(r.verdict == v for r in results) for v in (HOLDS, FAILS, UNKNOWN)}
+    return f"{n[HOLDS]} hold, {n[FAILS]} fail, {n[UNKNOWN]} cannot be told"
 
 
 def _row(r: Result) -> str:
@@ -240,16 +246,14 @@ def render_markdown(results: list[Result]) -> str:
         return "No finding applies: no dataset holds any of the findings' models.\n"
     lines = ["| ordering (paper) | source | dataset | verdict | steps: value, p (Welch) |", "|---|---|---|---|---|"]
     lines += [_row(r) for r in results]
-    counts = {v: sum(r.verdict == v for r in results) for v in (HOLDS, FAILS, UNKNOWN)}
-    lines += ["", f"{counts[HOLDS]} hold, {counts[FAILS]} fail, {counts[UNKNOWN]} cannot be told. " + LEGEND]
+    lines += ["", f"{_counts(results)}. " + LEGEND]
     return "\n".join(lines) + "\n"
 
 
 def render_changes(base: list[Result], head: list[Result]) -> str:
     """Markdown of the orderings whose verdict changed from base to head."""
     pairs = changed(base, head)
-    counts = {v: sum(r.verdict == v for r in head) for v in (HOLDS, FAILS, UNKNOWN)}
-    at_head = f"at head {counts[HOLDS]} hold, {counts[FAILS]} fail, {counts[UNKNOWN]} cannot be told"
+    at_head = f"at head {_counts(head)}"
     if not pairs:
         return f"No ordering changed ({at_head}).\n"
     lines = ["| ordering (paper) | source | dataset | base | head |", "|---|---|---|---|---|"]

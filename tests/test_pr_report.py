@@ -59,8 +59,10 @@ DVC_YAML = textwrap.dedent("""\
           - metrics/summary.json:
               cache: false
 """)
-VAE = "def mse(iterations):\n    return 0.5 / (1 + iterations / 100)\n\n\ndef fd(iterations):\n    return 100 / (1 + iterations / 100) + 50\n"
-GAN = "def mse(iterations):\n    return 0.9\n\n\ndef fd(iterations):\n    return 20 / (1 + iterations / 1000) + {offset}\n"
+VAE = "def mse(iterations):\n    return 0.5 / (1 + iterations / 100)\n\n\n" \
+      "def fd(iterations):\n    return 100 / (1 + iterations / 100) + 50\n"
+GAN = "def mse(iterations):\n    return 0.9\n\n\n" \
+      "def fd(iterations):\n    return 20 / (1 + iterations / 1000) + {offset}\n"
 
 
 def sh(repo: Path, *args: str, env: dict | None = None) -> str:
@@ -129,7 +131,8 @@ def test_changed_method_file(small_repo, tmp_path):
     repo, revs = small_repo
     md = pr_report(revs["param"], revs["method"], cwd=repo, out=tmp_path / "report.md")
     assert "**1 of 6 rows changed significantly**" in md
-    assert re.search(r"\| toy \| gan \| fd_classifier \| 84\.29 ± 0\.84 \| 54\.29 ± 0\.54 \| -30 \| [0-9.e-]+ ⚠ \|", md)
+    row = r"\| toy \| gan \| fd_classifier \| 84\.29 ± 0\.84 \| 54\.29 ± 0\.54 \| -30 \| [0-9.e-]+ ⚠ \|"
+    assert re.search(row, md)
     assert "| toy | vae |" not in md and "No params changed." in md
     assert "| toy | fails, significant | holds, significant |" in md
     assert "](grids/toy-gan-seed0.png)" in md and "toy-vae" not in md  # only the changed method's grid
