@@ -1,7 +1,8 @@
 """`python -m pipeline <command>`: the entry points the DVC stages call, plus tools.
 
 Commands: prepare, train (stage 1 and stage 2 alike), train-classifier, evaluate,
-aggregate, report (report.html), toy (AVAE §5.1 toy experiment: Fig. 6 PNG + JSON), diff (metric changes between revisions, Markdown), metrics
+aggregate, report (report.html), toy (AVAE §5.1 toy experiment: Fig. 6 PNG + JSON), diff (metric changes between revisions, Markdown), pr-report
+(the pull-request report: metric and params diff, paper orderings that changed, sample grids), metrics
 (registered metrics), grid (the whole grid through Prefect), data (datasets: raw files and prepared sizes), methods (registered methods, one per line), weights (where the metric weights
 are looked for), check (validate params.yaml).
 """
@@ -68,10 +69,21 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--curves", type=Path, help="folder for per-term training-curve CSVs (dvc plots)")
 
     s = sub.add_parser("diff", help="Markdown table of metric changes between two revisions "
-                       "(dvc metrics/params diff), relative to the seed-to-seed std")
+                       "(dvc metrics/params diff), Welch's t-test with Benjamini-Hochberg across the table")
     s.add_argument("rev", help="old revision (e.g. main, HEAD~1)")
     s.add_argument("rev2", nargs="?", help="new revision (default: the workspace)")
     s.add_argument("--all", action="store_true", help="also list unchanged metrics and params")
+
+    s = sub.add_parser("pr-report", help="the pull-request report as Markdown: significance-marked metric diff, "
+                       "params diff, paper orderings that changed, base | head sample grids of changed cells")
+    s.add_argument("--base", required=True, help="base revision (e.g. main, origin/main)")
+    s.add_argument("--head", help="head revision (default: the workspace)")
+    s.add_argument("--out", type=Path, help="write the Markdown here (default: print it)")
+    s.add_argument("--grids", type=Path, help="folder for the base | head PNGs (default: grids/ beside --out, "
+                   "else pr-report-grids/)")
+    s.add_argument("--base-evals", type=Path, help="read the base grids from this folder (laid out like evals/) "
+                   "instead of the base revision's DVC outputs")
+    s.add_argument("--max-grids", type=int, help="changed cells shown as grids (default: 6)")
 
     sub.add_parser("metrics", help="list registered metrics with the cells they apply to")
     sub.add_parser("methods", help="list registered methods, one per line")
@@ -129,6 +141,14 @@ def run(args: argparse.Namespace) -> int:
         from pipeline.diff import diff
 
         print(diff(args.rev, args.rev2, show_all=args.all), end="")
+        return 0
+    if args.command == "pr-report":
+        from pipeline.pr_report import pr_report
+
+        text = pr_report(args.base, args.head, out=args.out, grids_dir=args.grids, base_evals=args.base_evals,
+                         max_grids=args.max_grids)
+        if not args.out:
+            print(text, end="")
         return 0
     params = load_params(args.params)
     dataset = prepared_dataset(args)

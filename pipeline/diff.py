@@ -1,115 +1,170 @@
 """`python -m pipeline diff REV [REV2]`: what a change did to the numbers, for pull requests.
 
 Wraps `dvc metrics diff --json --all` and `dvc params diff --json` and prints Markdown: per
-dataset, model and metric the old and new mean over seeds, the change, and the change in
-units of the seed-to-seed standard deviation (the larger of the two revisions' std in
-metrics/summary.json), largest first; then the params that changed.
+dataset, model and metric of metrics/summary.json the old and new mean ± std over seeds, the
+change, and the two-sided p-value of Welch's t-test on the two revisions' mean/std/n. A row is
+marked ⚠ only when it survives Benjamini–Hochberg at q = 0.05 across every row present in both
+revisions; with fewer than 2 seeds on a side it says "n too small to tell". Then the params
+that changed. The `dvc` run is the one installed beside the running interpreter (the project's
+.venv), else the one on PATH.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-NOTABLE = 2.0  # |Δ| / std at or above which a change is flagged
+from pipeline.significance import TOO_FEW, Q, Stats, bh_significant, format_p, welch_p
+
+SUMMARY = "metrics/summary.json"  # dvc.yaml's metrics file: {dataset: {model: {metric: {mean, std, n}}}}
+FIELDS = ("mean", "std", "n")
 
 
 @dataclass
 class Change:
-    """One (dataset, model, metric): old/new mean and std (None where absent in a revision)."""
+    """One (dataset, model, metric): its stats in each revision (None where absent), Welch's p
+    (None: n too small to tell) and whether it survives Benjamini–Hochberg."""
 
     dataset: str
     model: str
     metric: str
-    old: float | None = None
-    new: float | None = None
-    old_std: float | None = None
-    new_std: float | None = None
+    old: Stats | None = None
+    new: Stats | None = None
+    p: float | None = None
+    significant: bool = False
 
     @property
     def delta(self) -> float | None:
-        return None if self.old is None or self.new is None else self.new - self.old
+        return None if self.old is None or self.new is None else self.new.mean - self.old.mean
 
     @property
-    def in_stds(self) -> float | None:
-        stds = [s for s in (self.old_std, self.new_std) if s is not None]
-        if self.delta is None or not stds or max(stds) == 0:
-            return None
-        return self.delta / max(stds)
+    def cell(self) -> tuple[str, str]:
+        return self.dataset, self.model
+
+
+def dvc_executable() -> str:
+    """The dvc beside the running interpreter (the venv's), else the one on PATH."""
+    beside = Path(sys.executable).parent / "dvc"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("dvc")
+    if found:
+        return found
+    raise RuntimeError(f"dvc is neither beside the interpreter ({beside}) nor on PATH: install the project "
+                       "with `make setup` and run `.venv/bin/python -m pipeline ...`")
 
 
 def run_dvc(args: list[str], cwd: str | Path) -> dict:
     """Run a dvc command with --json in `cwd` and parse its output."""
-    try:
-        proc = subprocess.run(["dvc", *args, "--json"], cwd=cwd, capture_output=True, text=True)
-    except FileNotFoundError:
-        raise RuntimeError("dvc is not on PATH: activate the project's .venv (make setup)") from None
+    proc = subprocess.run([dvc_executable(), *args, "--json"], cwd=cwd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"`dvc {' '.join(args)}` failed: {proc.stderr.strip() or proc.stdout.strip()}")
     return json.loads(proc.stdout or "{}")
 
 
-def parse_metrics(diff: dict) -> list[Change]:
-    """`dvc metrics diff --json` of summary.json ({dataset: {model: {metric: {mean, std, n}}}}) -> changes."""
-    changes: dict[tuple[str, str, str], Change] = {}
-    for file_diff in diff.values():
+def summaries(metrics_diff: dict) -> tuple[dict, dict]:
+    """`dvc metrics diff --all --json` -> the old and the new summary.json mappings (keys
+    'dataset.model.metric.field'; a model name may hold dots)."""
+    old: dict = {}
+    new: dict = {}
+    for path, file_diff in metrics_diff.items():
+        if Path(path).as_posix() != SUMMARY:
+            continue
         for key, entry in file_diff.items():
             parts = key.split(".")
-            if len(parts) < 4 or parts[-1] not in ("mean", "std"):
+            if len(parts) < 4 or parts[-1] not in FIELDS:
                 continue
-            dataset, metric, field = parts[0], parts[-2], parts[-1]
-            model = ".".join(parts[1:-2])
-            c = changes.setdefault((dataset, model, metric), Change(dataset, model, metric))
-            old, new = entry.get("old"), entry.get("new")
-            if field == "mean":
-                c.old, c.new = old, new
-            else:
-                c.old_std, c.new_std = old, new
-    return list(changes.values())
+            dataset, model, metric, field = parts[0], ".".join(parts[1:-2]), parts[-2], parts[-1]
+            for side, value in ((old, entry.get("old")), (new, entry.get("new"))):
+                if value is not None:
+                    side.setdefault(dataset, {}).setdefault(model, {}).setdefault(metric, {})[field] = value
+    return old, new
 
 
-def num(x: float | None) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+def compare(old: dict, new: dict, q: float = Q) -> list[Change]:
+    """Every (dataset, model, metric) of either summary, with Welch's p where both sides have
+    one, and Benjamini–Hochberg at q over all those p-values."""
+    keys = sorted({(d, m, k) for s in (old, new) for d, models in s.items() for m, ms in models.items() for k in ms})
+    changes = []
+    for d, m, k in keys:
+        a = Stats.from_summary(old.get(d, {}).get(m, {}).get(k))
+        b = Stats.from_summary(new.get(d, {}).get(m, {}).get(k))
+        changes.append(Change(d, m, k, a, b, welch_p(a, b) if a and b else None))
+    tested = [c for c in changes if c.p is not None]
+    for c, flag in zip(tested, bh_significant([c.p for c in tested], q)):
+        c.significant = flag
+    return changes
+
+
+def num(s: Stats | None) -> str:
+    if s is None or math.isnan(s.mean):
         return "—"
-    return f"{x:.4g}"
+    return f"{s.mean:.4g} ± {s.std:.2g}" if s.n > 1 else f"{s.mean:.4g}"
 
 
-def render(metrics_diff: dict, params_diff: dict, rev_a: str, rev_b: str, show_all: bool = False) -> str:
-    """Markdown for a pull request: metric changes (largest in std units first), then params."""
-    changes = parse_metrics(metrics_diff)
-    shown = [c for c in changes if show_all or c.delta is None or c.delta != 0]
-    shown.sort(key=lambda c: (-(abs(c.in_stds) if c.in_stds is not None else math.inf if c.delta is None else 0),
-                              c.dataset, c.model, c.metric))
+def verdict(c: Change) -> str:
+    return "new" if c.old is None else "removed" if c.new is None else format_p(c.p, c.significant)
+
+
+def headline(changes: list[Change], q: float = Q) -> str:
+    """One line: how many rows are significant, out of how many compared; what could not be told."""
+    tested = [c for c in changes if c.p is not None]
+    too_few = sum(c.old is not None and c.new is not None and c.p is None for c in changes)
+    sig = sum(c.significant for c in changes)
+    head = f"**{sig} of {len(tested)} rows changed significantly**" if sig else "**Nothing is significant**"
+    tail = f"; {too_few} rows: {TOO_FEW} (fewer than 2 seeds on a side)" if too_few else ""
+    return (f"{head} (Welch's t-test on each revision's mean/std/n over seeds, Benjamini–Hochberg at "
+            f"q = {q:g} across the {len(tested)} rows present in both){tail}.")
+
+
+def render_metrics(changes: list[Change], rev_a: str, rev_b: str, show_all: bool = False) -> str:
+    """Markdown of metric changes: a headline, then new/removed rows and the smallest p first."""
     lines = [f"## Metrics: {rev_a} → {rev_b}", ""]
+    if not changes:
+        return "\n".join(lines + [f"No metrics found in either revision ({SUMMARY}).", ""])
+    shown = [c for c in changes if show_all or c.delta is None or c.delta != 0]
     if not shown:
-        lines.append("No metric changed." if changes else "No metrics found in either revision (metrics/summary.json).")
-    else:
-        lines += ["| dataset | model | metric | old | new | Δ | Δ / seed std |", "|---|---|---|---|---|---|---|"]
-        for c in shown:
-            k = c.in_stds
-            flag = " ⚠" if k is not None and abs(k) >= NOTABLE else ""
-            rel = "new" if c.old is None else "removed" if c.new is None else (f"{k:+.2f}{flag}" if k is not None else "n/a")
-            lines.append(f"| {c.dataset} | {c.model} | {c.metric} | {num(c.old)} | {num(c.new)} | "
-                         f"{'—' if c.delta is None else f'{c.delta:+.4g}'} | {rel} |")
-        lines += ["", f"Δ / seed std: change divided by the larger seed-to-seed std of the two revisions; "
-                      f"⚠ marks |Δ| ≥ {NOTABLE:g} std. n/a: a single seed (no std)."]
-    lines += ["", "## Params", ""]
+        return "\n".join(lines + ["No metric changed. " + headline(changes), ""])
+    shown.sort(key=lambda c: (c.delta is not None, c.p is None, c.p or 0.0, c.dataset, c.model, c.metric))
+    lines += [headline(changes), "", "| dataset | model | metric | old | new | Δ | p (Welch) |",
+              "|---|---|---|---|---|---|---|"]
+    lines += [f"| {c.dataset} | {c.model} | {c.metric} | {num(c.old)} | {num(c.new)} | "
+              f"{'—' if c.delta is None else f'{c.delta:+.4g}'} | {verdict(c)} |" for c in shown]
+    lines += ["", "old/new: mean ± std over seeds; ⚠ marks the rows that survive Benjamini–Hochberg."]
+    return "\n".join(lines) + "\n"
+
+
+def render_params(params_diff: dict, show_all: bool = False) -> str:
+    """Markdown of `dvc params diff --json`: the params that changed (all with show_all)."""
+    lines = ["## Params", ""]
     rows = [(f, k, e) for f, entries in params_diff.items() for k, e in sorted(entries.items())
             if show_all or e.get("old") != e.get("new")]
     if not rows:
-        lines.append("No params changed.")
-    else:
-        lines += ["| file | param | old | new |", "|---|---|---|---|"]
-        lines += [f"| {f} | {k} | {e.get('old')} | {e.get('new')} |" for f, k, e in rows]
+        return "\n".join(lines + ["No params changed.", ""])
+    lines += ["| file | param | old | new |", "|---|---|---|---|"]
+    lines += [f"| {f} | {k} | {e.get('old')} | {e.get('new')} |" for f, k, e in rows]
     return "\n".join(lines) + "\n"
+
+
+def render(metrics_diff: dict, params_diff: dict, rev_a: str, rev_b: str, show_all: bool = False) -> str:
+    """Markdown for a pull request: metric changes with their significance, then params."""
+    changes = compare(*summaries(metrics_diff))
+    return render_metrics(changes, rev_a, rev_b, show_all) + "\n" + render_params(params_diff, show_all)
+
+
+def fetch(rev_a: str, rev_b: str | None, cwd: str | Path, show_all: bool = False) -> tuple[dict, dict]:
+    """`dvc metrics diff --all` and `dvc params diff` between rev_a and rev_b (None: the workspace)."""
+    revs = [rev_a] + ([rev_b] if rev_b else [])
+    metrics_diff = run_dvc(["metrics", "diff", "--all", *revs], cwd)
+    params_diff = run_dvc(["params", "diff", *(["--all"] if show_all else []), *revs], cwd)
+    return metrics_diff, params_diff
 
 
 def diff(rev_a: str, rev_b: str | None = None, cwd: str | Path = ".", show_all: bool = False) -> str:
     """Markdown of what changed between rev_a and rev_b (default: the workspace)."""
-    revs = [rev_a] + ([rev_b] if rev_b else [])
-    metrics_diff = run_dvc(["metrics", "diff", "--all", *revs], cwd)
-    params_diff = run_dvc(["params", "diff", *(["--all"] if show_all else []), *revs], cwd)
-    return render(metrics_diff, params_diff, rev_a, rev_b or "workspace", show_all)
+    return render(*fetch(rev_a, rev_b, cwd, show_all), rev_a, rev_b or "workspace", show_all)

@@ -1,23 +1,130 @@
-"""`python -m pipeline diff` on two fixture revisions of a temporary git + dvc repository."""
+"""`python -m pipeline diff`: Welch's t-test + Benjamini–Hochberg on hand-computed values, a
+"different CPU, no code change" table that must mark nothing, and two revisions of a git + dvc
+repository read with the dvc beside the interpreter."""
 
 import json
+import math
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline import diff
+from pipeline.significance import TOO_FEW, Stats, bh_significant, welch_p
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def summary(mse_vae: float, fd_gan: float) -> dict:
-    return {"fashion_mnist": {"vae": {"mse": {"mean": mse_vae, "std": 0.002, "n": 2},
-                                      "kl": {"mean": 20.0, "std": 0.5, "n": 2}},
-                              "gan": {"fd_classifier": {"mean": fd_gan, "std": 1.0, "n": 2}}}}
+def test_welch_p_hand_computed():
+    # n = 2 each, std 1 each, means 1 and 3: t = -2, Welch df = 2; P(|T_2| > t) = 1 - t / sqrt(t² + 2)
+    assert welch_p(Stats(1, 1, 2), Stats(3, 1, 2)) == pytest.approx(1 - 2 / math.sqrt(6), rel=1e-9)
+    # one side without spread: df = n2 - 1 = 1 (Cauchy), t = 1 / sqrt(2/2) = 1; P(|T_1| > 1) = 1 - (2/π)·atan(1)
+    assert welch_p(Stats(0, 0, 2), Stats(1, math.sqrt(2), 2)) == pytest.approx(0.5, rel=1e-9)
+    # unequal n and std: t = 0.3 / sqrt(0.04/3 + 0.01/5), Welch-Satterthwaite df, from the t distribution's sf
+    from scipy.stats import t as student_t
+
+    va, vb = 0.04 / 3, 0.01 / 5
+    df = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 4)
+    expected = 2 * student_t.sf(0.3 / math.sqrt(va + vb), df)
+    assert welch_p(Stats(1.0, 0.2, 3), Stats(1.3, 0.1, 5)) == pytest.approx(expected, rel=1e-9)
+
+
+def test_welch_p_cannot_tell():
+    assert welch_p(Stats(1, 0.1, 1), Stats(2, 0.1, 5)) is None  # a single seed on one side
+    assert welch_p(Stats(1, 0, 3), Stats(2, 0, 3)) is None  # no seed spread on either side
+    assert welch_p(Stats(1, 0, 3), Stats(1, 0, 3)) == 1.0  # identical and spread-free: nothing changed
+
+
+def test_benjamini_hochberg_step_up():
+    # m = 4, q = 0.05: thresholds k·q/m = 0.0125, 0.025, 0.0375, 0.05. 0.03 > 0.025, but 0.035 <= 0.0375
+    # at rank 3, so the three smallest are all rejected (step-up; Holm would stop at rank 2)
+    assert bh_significant([0.5, 0.035, 0.001, 0.03]) == [False, True, True, True]
+    # 0.04 > 0.0375 and 0.5 > 0.05: only ranks 1-2 (0.01 <= 0.0125, 0.02 <= 0.025)
+    assert bh_significant([0.04, 0.01, 0.5, 0.02]) == [False, True, False, True]
+    assert bh_significant([0.02] * 3) == [True] * 3  # 0.02 <= 3·0.05/3
+    assert bh_significant([]) == []
+
+
+def entry(mean, std, n):
+    return {"mean": mean, "std": std, "n": n}
+
+
+def test_render_marks_only_survivors_and_says_n_too_small():
+    old = {"d": {"m": {"mse": entry(0.05, 0.001, 5), "kl": entry(3.0, 0.1, 5), "fid": entry(40.0, 2.0, 5),
+                       "lpips": entry(0.2, 0.0, 1)}}}
+    new = {"d": {"m": {"mse": entry(0.04, 0.001, 5), "kl": entry(3.0, 0.1, 5), "fid": entry(41.0, 2.0, 5),
+                       "lpips": entry(0.3, 0.0, 1), "cosine": entry(0.9, 0.01, 5)}}}
+    changes = {c.metric: c for c in diff.compare(old, new)}
+    assert changes["mse"].p == pytest.approx(welch_p(Stats(0.05, 0.001, 5), Stats(0.04, 0.001, 5)))
+    assert changes["mse"].significant and not changes["fid"].significant and not changes["kl"].significant
+    assert changes["lpips"].p is None and changes["cosine"].old is None
+    metrics_diff = {"metrics/summary.json": {
+        f"d.m.{k}.{f}": {"old": old["d"]["m"].get(k, {}).get(f), "new": new["d"]["m"][k][f]}
+        for k in new["d"]["m"] for f in ("mean", "std", "n")}}
+    assert diff.summaries(metrics_diff) == (old, new)
+    md = diff.render(metrics_diff, {"params.yaml": {"train.iterations": {"old": 1, "new": 2}}}, "a", "b")
+    assert f"| d | m | mse | 0.05 ± 0.001 | 0.04 ± 0.001 | -0.01 | {changes['mse'].p:.2g} ⚠ |" in md
+    assert f"| d | m | fid | 40 ± 2 | 41 ± 2 | +1 | {changes['fid'].p:.2g} |" in md
+    assert f"| d | m | lpips | 0.2 | 0.3 | +0.1 | {TOO_FEW} |" in md
+    assert "| d | m | cosine | — | 0.9 ± 0.01 | — | new |" in md
+    assert "| kl |" not in md  # unchanged metrics are left out by default
+    assert "**1 of 3 rows changed significantly**" in md and f"1 rows: {TOO_FEW}" in md
+    assert md.index("| cosine |") < md.index("| mse |") < md.index("| fid |") < md.index("| lpips |")
+    assert "| params.yaml | train.iterations | 1 | 2 |" in md
+
+
+def noise_table(rng: np.random.Generator, models: int = 14, metrics: int = 17, seeds: int = 2) -> tuple[dict, dict]:
+    """Two summaries of the same runs on two CPUs: every row's seeds drawn from one distribution."""
+    old: dict = {"fashion_mnist": {}}
+    new: dict = {"fashion_mnist": {}}
+    for i in range(models):
+        for j in range(metrics):
+            mu, sigma = rng.uniform(0.01, 500), rng.uniform(0.001, 0.2)
+            for side in (old, new):
+                x = rng.normal(mu, sigma * mu, seeds)
+                side["fashion_mnist"].setdefault(f"model{i}", {})[f"metric{j}"] = entry(x.mean(), x.std(ddof=1), seeds)
+    return old, new
+
+
+def test_no_code_change_on_another_cpu_marks_nothing():
+    old, new = noise_table(np.random.default_rng(0))
+    # the issue's row: BiGAN cosine 0.467 -> 0.643 with 2 seeds, "4.51 std" under the old |Δ|/std rule
+    old["fashion_mnist"]["bigan"] = {"cosine": entry(0.467, 0.039, 2)}
+    new["fashion_mnist"]["bigan"] = {"cosine": entry(0.643, 0.030, 2)}
+    changes = diff.compare(old, new)
+    old_rule = [c for c in changes if abs(c.delta) >= 2 * max(c.old.std, c.new.std)]
+    assert len(old_rule) >= 14  # what "Δ / std >= 2" used to flag in such a table
+    assert not any(c.significant for c in changes)
+    md = diff.render_metrics(changes, "a", "b")
+    assert "**Nothing is significant** (Welch's t-test" in md and "across the 239 rows present in both" in md
+    # Benjamini–Hochberg keeps the chance of any false mark at q = 5 % per table under no change:
+    # over 20 such tables at most 3 may have one (P(>= 4 of 20) = 1.6 % for a correct procedure)
+    flagged = sum(any(c.significant for c in diff.compare(*noise_table(np.random.default_rng(s))))
+                  for s in range(1, 21))
+    assert flagged <= 3
+
+
+def test_a_real_change_among_noise_is_marked():
+    old, new = noise_table(np.random.default_rng(0), seeds=3)
+    new["fashion_mnist"]["model0"]["metric0"] = entry(old["fashion_mnist"]["model0"]["metric0"]["mean"] * 0.5,
+                                                      old["fashion_mnist"]["model0"]["metric0"]["std"], 3)
+    old["fashion_mnist"]["model0"]["metric0"]["std"] *= 1e-3  # a tight metric that halves
+    new["fashion_mnist"]["model0"]["metric0"]["std"] *= 1e-3
+    marked = [c for c in diff.compare(old, new) if c.significant]
+    assert [(c.model, c.metric) for c in marked] == [("model0", "metric0")]
+
+
+def test_dvc_beside_the_interpreter(tmp_path, monkeypatch):
+    (tmp_path / "dvc").write_text("")
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", "")
+    assert diff.dvc_executable() == str(tmp_path / "dvc")
+    (tmp_path / "dvc").unlink()
+    with pytest.raises(RuntimeError, match="neither beside the interpreter .* nor on PATH: .*make setup"):
+        diff.dvc_executable()
 
 
 def git(repo: Path, *args: str) -> str:
@@ -26,56 +133,48 @@ def git(repo: Path, *args: str) -> str:
 
 @pytest.fixture
 def two_revisions(tmp_path):
-    """A git + dvc repository with two commits of metrics/summary.json and params.yaml."""
-    dvc = shutil.which("dvc") or str(Path(sys.executable).parent / "dvc")
-    env_path = f"{Path(dvc).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    """A git + dvc repository with two commits of metrics/summary.json (3 seeds) and params.yaml."""
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q")
     git(repo, "config", "user.email", "t@example.com")
     git(repo, "config", "user.name", "t")
-    subprocess.run([dvc, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([diff.dvc_executable(), "init", "-q"], cwd=repo, check=True)
     (repo / "dvc.yaml").write_text("metrics:\n  - metrics/summary.json\nparams:\n  - params.yaml\n")
     (repo / "metrics").mkdir()
     for mse, fd, iterations in ((0.050, 12.0, 1500), (0.044, 12.5, 3000)):
-        (repo / "metrics" / "summary.json").write_text(json.dumps(summary(mse, fd)))
+        summary = {"fashion_mnist": {"vae": {"mse": entry(mse, 0.001, 3), "kl": entry(20.0, 0.5, 3)},
+                                     "gan": {"fd_classifier": entry(fd, 1.0, 3)}}}
+        (repo / "metrics" / "summary.json").write_text(json.dumps(summary))
         (repo / "params.yaml").write_text(f"train:\n  iterations: {iterations}\n")
         git(repo, "add", "-A")
         git(repo, "commit", "-q", "-m", f"iterations {iterations}")
-    return repo, env_path
+    return repo
 
 
-def test_render_pure():
-    metrics_diff = {"metrics/summary.json": {
-        "d.m.mse.mean": {"old": 0.05, "new": 0.04, "diff": -0.01}, "d.m.mse.std": {"old": 0.005, "new": 0.004},
-        "d.m.kl.mean": {"old": 3.0, "new": 3.0, "diff": 0}, "d.m.kl.std": {"old": 0.1, "new": 0.1},
-        "d.g.fid.mean": {"old": None, "new": 40.0}, "d.g.fid.std": {"old": None, "new": 1.0}}}
-    md = diff.render(metrics_diff, {"params.yaml": {"train.iterations": {"old": 1, "new": 2}}}, "a", "b")
-    assert "| d | m | mse | 0.05 | 0.04 | -0.01 | -2.00 ⚠ |" in md
-    assert "| d | g | fid | — | 40 | — | new |" in md
-    assert "| kl |" not in md  # unchanged metrics are left out by default
-    assert "| params.yaml | train.iterations | 1 | 2 |" in md
-
-
-@pytest.mark.slow  # git + dvc subprocesses (~1 min on 2 cores)
-def test_diff_between_two_fixture_revisions(two_revisions, monkeypatch):
-    repo, env_path = two_revisions
-    monkeypatch.setenv("PATH", env_path)
+@pytest.mark.slow  # git + dvc subprocesses
+def test_diff_between_two_fixture_revisions(two_revisions):
+    repo = two_revisions
     md = diff.diff("HEAD~1", "HEAD", cwd=repo)
-    assert "| fashion_mnist | vae | mse | 0.05 | 0.044 | -0.006 | -3.00 ⚠ |" in md
-    assert "| fashion_mnist | gan | fd_classifier | 12 | 12.5 | +0.5 | +0.50 |" in md
+    p_mse = welch_p(Stats(0.05, 0.001, 3), Stats(0.044, 0.001, 3))
+    p_fd = welch_p(Stats(12.0, 1.0, 3), Stats(12.5, 1.0, 3))
+    assert f"| fashion_mnist | vae | mse | 0.05 ± 0.001 | 0.044 ± 0.001 | -0.006 | {p_mse:.2g} ⚠ |" in md
+    assert f"| fashion_mnist | gan | fd_classifier | 12 ± 1 | 12.5 ± 1 | +0.5 | {p_fd:.2g} |" in md
     assert "| kl |" not in md
     assert "| params.yaml | train.iterations | 1500 | 3000 |" in md
-    assert md.index("| mse |") < md.index("| fd_classifier |")  # largest change in std units first
+    assert md.index("| mse |") < md.index("| fd_classifier |")  # smallest p first
+    # the CLI with no dvc on PATH: the one beside the interpreter is used
     cli = subprocess.run([sys.executable, "-m", "pipeline", "diff", "HEAD~1", "HEAD"], cwd=repo, capture_output=True,
-                         text=True, env={**os.environ, "PATH": env_path, "PYTHONPATH": str(ROOT)})
+                         text=True, env={**os.environ, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
     assert cli.returncode == 0, cli.stderr
     assert cli.stdout == md
 
 
 @pytest.mark.slow
-def test_diff_bad_revision_is_a_clear_error(two_revisions, monkeypatch):
-    repo, env_path = two_revisions
-    monkeypatch.setenv("PATH", env_path)
+def test_diff_bad_revision_is_a_clear_error(two_revisions):
     with pytest.raises(RuntimeError, match="dvc metrics diff"):
-        diff.diff("no-such-rev", cwd=repo)
+        diff.diff("no-such-rev", cwd=two_revisions)
+    cli = subprocess.run([sys.executable, "-m", "pipeline", "diff", "no-such-rev"], cwd=two_revisions,
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert cli.returncode == 1 and "Traceback" not in cli.stderr
+    assert cli.stderr.startswith("error: RuntimeError: `dvc metrics diff")
