@@ -135,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "metrics":
         from pipeline.evaluate import METRICS
 
-        print("\n".join(f"{name}: needs {', '.join(sorted(spec.needs))}" for name, spec in METRICS.items()))
+        print("\n".join(f"{name}: needs {', '.join(sorted(spec.needs)) or 'nothing'}; rows {', '.join(spec.rows)}"
+                        for name, spec in METRICS.items()))
         return 0
     if args.command == "diff":
         from pipeline.diff import diff

@@ -8,9 +8,11 @@ keep, clean-fid's folder protocol); each feature set (dataset classifier, Incept
 extracted once and shared by every metric that uses it; real-data statistics are cached
 under a hash of dataset + extractor (`evaluate.stats_cache`).
 
-Pretrained networks (Inception, AlexNet) are resolved by `pipeline.weights`; when absent the
-metrics that need them are rows with status `missing` and the reason. A network can be
-injected explicitly (`Networks`, tests only): its label then goes into the `features` column.
+Pretrained networks (Inception, AlexNet, LPIPS' linear layers) are resolved by
+`pipeline.weights` and checked against their published sha256; when absent or different, the
+metrics that need them are rows with status `missing` and the reason. A network can be injected
+explicitly (`Networks`, tests only): its label then goes into the `features` column. Feature
+extractors run with TF32 off (`metrics.fp32_matmul`).
 """
 
 from __future__ import annotations
@@ -76,11 +78,16 @@ class Networks:
 
 @dataclass
 class MetricSpec:
-    """A registered metric: name, function Cell -> rows, and what a cell needs for it to apply."""
+    """A registered metric: name, function Cell -> rows, what a cell needs for it to apply, and the
+    names of the rows it may write (default: its own name)."""
 
     name: str
     fn: Callable[["Cell"], list[Row]]
     needs: frozenset = field(default_factory=frozenset)  # subset of NEEDS
+    rows: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.rows = tuple(self.rows) or (self.name,)
 
 
 NEEDS = {"image", "vector", "encoder", "posterior", "classifier"}  # posterior: stochastic encoder
@@ -92,8 +99,9 @@ WHY_NOT = {  # the reason a metric needing this fact does not apply to a cell wi
 METRICS: dict[str, MetricSpec] = {}
 
 
-def register_metric(name: str, *needs: str):
-    """Decorator: add a metric to METRICS; `needs` say which cells it applies to."""
+def register_metric(name: str, *needs: str, rows: tuple[str, ...] = ()):
+    """Decorator: add a metric to METRICS; `needs` say which cells it applies to, `rows` the metric
+    rows it writes (default: `name` alone)."""
     unknown = set(needs) - NEEDS
     if unknown:
         raise ValueError(f"metric {name}: unknown needs {unknown}; allowed {sorted(NEEDS)}")
@@ -101,7 +109,7 @@ def register_metric(name: str, *needs: str):
     def deco(fn: Callable[["Cell"], list[Row]]):
         if name in METRICS:
             raise ValueError(f"metric {name!r} registered twice")
-        METRICS[name] = MetricSpec(name, fn, frozenset(needs))
+        METRICS[name] = MetricSpec(name, fn, frozenset(needs), rows)
         return fn
 
     return deco
@@ -160,6 +168,10 @@ class Cell:
             t0 = time.perf_counter()
             try:
                 out = spec.fn(self)
+                undeclared = sorted({row.metric for row in out} - set(spec.rows))
+                if undeclared:
+                    raise ValueError(f"metric {spec.name!r} wrote rows {undeclared} it does not declare "
+                                     f"{list(spec.rows)}")
             except Exception as e:  # recorded, not hidden: the row says which metric failed and why
                 print(f"  metric {spec.name} failed: {type(e).__name__}: {e}")
                 out = [Row(spec.name, float("nan"), "", "", 0, "", "failed", f"{type(e).__name__}: {e}")]
@@ -247,7 +259,7 @@ class Cell:
             net, label = self.networks.inception
             return net.to(self.device), label, ""
         found = weights.inception(self.cfg.inception_weights)
-        if not found.present:
+        if not found.verified:
             return None, weights.INCEPTION_NAME, found.reason
         return (metrics.load_inception(found.path).to(self.device),
                 f"{weights.INCEPTION_NAME}:sha256={weights.digest(found.path)}", "")
@@ -264,18 +276,35 @@ class Cell:
         return self.inception_features(self.samples_u8, "inception samples")
 
     @cached_property
-    def train_inception_stats(self) -> dict[int, metrics.Stats]:
-        """Inception statistics of the whole training split at every feature size (cached by hash)."""
+    def train_inception(self) -> tuple[dict[int, metrics.Stats], np.ndarray]:
+        """Inception statistics of the whole training split at every feature size, and its 2048-d
+        features (KID, precision/recall/density/coverage), cached under a hash."""
         train = self.data.x("train")
         key = stable_hash({"data": self.data.meta["files"], "split": "train", "n": len(train),
-                           "extractor": self.inception[1], "taps": metrics.TAPS, "mode": "clean"})
+                           "extractor": self.inception[1], "taps": metrics.TAPS, "mode": "clean",
+                           "features": 2048})
 
-        def compute():
-            return {str(size): metrics.feature_stats(f)
-                    for size, f in self.inception_features(train, "inception train").items()}
+        def compute() -> dict[str, np.ndarray]:
+            taps = self.inception_features(train, "inception train")
+            stats = {f"{size}__{part}": value for size, f in taps.items()
+                     for part, value in zip(("mu", "sigma"), metrics.feature_stats(f))}
+            return {**stats, "features_2048": taps[2048]}
 
-        stats = metrics.cached_stats(self.cfg.stats_cache or None, f"inception-train-{key}", compute)
-        return {int(size): s for size, s in stats.items()}
+        arrays = metrics.cached_arrays(self.cfg.stats_cache or None, f"inception-train-{key}", compute)
+        return ({size: (arrays[f"{size}__mu"], arrays[f"{size}__sigma"]) for size in metrics.TAPS},
+                arrays["features_2048"])
+
+    # ------------------------------------------------------------ precision / recall / density / coverage
+    @cached_property
+    def prdc_count(self) -> int:
+        """Samples and training images compared by precision/recall/density/coverage."""
+        return min(self.cfg.n_samples, metrics.PRDC_SAMPLES, len(self.data.x("train")))
+
+    @cached_property
+    def prdc_train_index(self) -> np.ndarray:
+        """The training images they are compared with: a fixed draw (seed 0, the same for every cell)."""
+        n_train = len(self.data.x("train"))
+        return np.sort(np.random.default_rng(0).choice(n_train, self.prdc_count, replace=False))
 
 
 # ---------------------------------------------------------------- reconstruction (test split)
@@ -310,8 +339,9 @@ def lpips_metric(cell: Cell) -> list[Row]:
         model, label = cell.networks.lpips
     else:
         found = weights.alexnet(cell.cfg.alexnet_weights)
-        if not found.present:
-            return [missing("lpips", "test", "[-1,1]", n, "lpips-alex-v0.1", found.reason)]
+        wrong = next((w for w in (found, weights.lpips_linear()) if not w.verified), None)
+        if wrong is not None:
+            return [missing("lpips", "test", "[-1,1]", n, "lpips-alex-v0.1", wrong.reason)]
         model, label = metrics.load_lpips(found.path), f"lpips-alex-v0.1:sha256={weights.digest(found.path)}"
     return [Row("lpips", metrics.lpips_distance(model, cell.test01, cell.recon01, cell.cfg.batch_size),
                 "test", "[-1,1]", n, label)]
@@ -329,7 +359,8 @@ def recon_variance_metric(cell: Cell) -> list[Row]:
     return [Row("recon_variance", value, "test", cell.scale, n, f"draws={cell.cfg.variance_draws}")]
 
 
-@register_metric("recon_accuracy", "encoder", "image", "classifier")
+@register_metric("recon_accuracy", "encoder", "image", "classifier",
+                 rows=("recon_accuracy", "recon_accuracy_relative"))
 def recon_accuracy_metric(cell: Cell) -> list[Row]:
     """LSR-GAN T1: classifier accuracy on reconstructions, absolute and relative."""
     from pipeline.classifier import predict
@@ -362,46 +393,93 @@ def classifier_is_metric(cell: Cell) -> list[Row]:
 
 
 FID_SIZES = (64, 192, 768)  # AVAE-S T3 feature sizes besides 2048 (= fid)
+FID_ROWS = ("fid", *(f"fid_{s}" for s in FID_SIZES), "kid")
 
 
-@register_metric("fid", "image")
+@register_metric("fid", "image", rows=FID_ROWS)
 def fid_metric(cell: Cell) -> list[Row]:
-    """AVAE T1 fid (clean-fid, 2048 features) and AVAE-S T3 fid_64/_192/_768, samples vs training split."""
+    """AVAE T1 fid (clean-fid, 2048 features), AVAE-S T3 fid_64/_192/_768, and clean-fid's KID
+    beside them: n_samples samples vs the training split."""
     net, label, reason = cell.inception
     n = cell.cfg.n_samples
     names = {2048: "fid", **{s: f"fid_{s}" for s in FID_SIZES}}
     if net is None:
-        return [missing(names[s], "train", "[0,255]", n, f"{label}/{s}", reason) for s in names]
-    fake, real = cell.sample_inception_features, cell.train_inception_stats
-    return [Row(names[s], metrics.frechet_distance(metrics.feature_stats(fake[s]), real[s]), "train", "[0,255]", n,
-                f"{label}/{s}") for s in names]
+        return ([missing(names[s], "train", "[0,255]", n, f"{label}/{s}", reason) for s in names]
+                + [missing("kid", "train", "[0,255]", n, f"{label}/2048", reason)])
+    fake, (real_stats, real_features) = cell.sample_inception_features, cell.train_inception
+    rows = [Row(names[s], metrics.frechet_distance(metrics.feature_stats(fake[s]), real_stats[s]), "train", "[0,255]",
+                n, f"{label}/{s}") for s in names]
+    kid = metrics.kernel_distance(real_features, fake[2048], cell.seed)
+    return rows + [Row("kid", kid, "train", "[0,255]", n, f"{label}/2048")]
 
 
-@register_metric("fid_seeded", "image", "encoder")
+SEEDED_ROWS = ("fid_seeded", "fid_random", "kid_seeded", "kid_random")
+
+
+@register_metric("fid_seeded", "image", "encoder", rows=SEEDED_ROWS)
 def fid_seeded_metric(cell: Cell) -> list[Row]:
-    """LSR-GAN §2.2: FID of images generated from test-example latents (reconstructions) vs training split."""
+    """LSR-GAN §2.2: FID and KID of N images generated from test-example latents (reconstructions)
+    and of N generated from random latents (the first N samples), vs the training split, at equal
+    N = min(test images, n_samples): FID's small-sample bias is then the same for both."""
     net, label, reason = cell.inception
-    n = len(cell.test_u8)
+    n = min(len(cell.test_u8), cell.cfg.n_samples)
     if net is None:
-        return [missing("fid_seeded", "train", "[0,255]", n, f"{label}/2048", reason)]
-    feats = cell.inception_features(cell.recon_u8, "inception reconstructions")[2048]
-    value = metrics.frechet_distance(metrics.feature_stats(feats), cell.train_inception_stats[2048])
-    return [Row("fid_seeded", value, "train", "[0,255]", n, f"{label}/2048")]
+        return [missing(name, "train", "[0,255]", n, f"{label}/2048", reason) for name in SEEDED_ROWS]
+    real_stats, real_features = cell.train_inception
+    sets = {"seeded": cell.inception_features(cell.recon_u8[:n], "inception reconstructions")[2048],
+            "random": cell.sample_inception_features[2048][:n]}
+    rows = [Row(f"fid_{kind}", metrics.frechet_distance(metrics.feature_stats(f), real_stats[2048]), "train",
+                "[0,255]", n, f"{label}/2048") for kind, f in sets.items()]
+    return rows + [Row(f"kid_{kind}", metrics.kernel_distance(real_features, f, cell.seed), "train", "[0,255]", n,
+                       f"{label}/2048") for kind, f in sets.items()]
 
 
 @register_metric("inception_score", "image")
 def inception_score_metric(cell: Cell) -> list[Row]:
-    """α-GAN §4: Inception score with the ImageNet Inception (stylegan2-ada protocol, no output bias)."""
+    """α-GAN §4: Inception score with the ImageNet Inception as stylegan2-ada's is50k computes it
+    (samples at their own size, resized bilinearly inside the TorchScript file; no output bias)."""
     net, label, reason = cell.inception
     n = cell.cfg.n_samples
     if net is None:
         return [missing("inception_score", "samples", "[0,255]", n, label, reason)]
-    probs = metrics.imagenet_probs(net, cell.sample_inception_features[2048])
+    source = metrics.rgb_source(metrics.array_source(cell.samples_u8))
+    probs = metrics.extract_features(source, lambda x: metrics.imagenet_probs(net, x), n, cell.cfg.batch_size,
+                                     desc="inception probabilities", device=cell.device)
     value, _ = metrics.inception_score(probs, cell.cfg.is_splits)
-    return [Row("inception_score", value, "samples", "[0,255]", n, f"{label};splits={cell.cfg.is_splits}")]
+    return [Row("inception_score", value, "samples", "[0,255]", n,
+                f"{label};resize=bilinear-in-network;splits={cell.cfg.is_splits}")]
 
 
-@register_metric("diversity", "image")
+PRDC = ("precision", "recall", "density", "coverage")
+
+
+def prdc_rows(real: np.ndarray, fake: np.ndarray, suffix: str, scale: str, label: str) -> list[Row]:
+    values = metrics.prdc(real, fake)
+    return [Row(name + suffix, values[name], "train", scale, len(fake),
+                f"{label};k={metrics.PR_K if name in ('precision', 'recall') else metrics.DC_K}") for name in PRDC]
+
+
+@register_metric("prdc", "image", rows=PRDC)
+def prdc_metric(cell: Cell) -> list[Row]:
+    """Precision, recall (Kynkäänniemi et al. 2019), density, coverage (Naeem et al. 2020) in
+    Inception's 2048-d space: N samples vs N training images, N = min(n_samples, 10,000)."""
+    net, label, reason = cell.inception
+    n = cell.prdc_count
+    if net is None:
+        return [missing(name, "train", "[0,255]", n, f"{label}/2048", reason) for name in PRDC]
+    real = cell.train_inception[1][cell.prdc_train_index]
+    return prdc_rows(real, cell.sample_inception_features[2048][:n], "", "[0,255]", f"{label}/2048")
+
+
+@register_metric("prdc_classifier", "image", "classifier", rows=tuple(f"{name}_classifier" for name in PRDC))
+def prdc_classifier_metric(cell: Cell) -> list[Row]:
+    """Precision, recall, density, coverage in the dataset classifier's feature space (as prdc)."""
+    real = cell.classifier_features(np.asarray(cell.data.x("train")[cell.prdc_train_index]), "classifier train")
+    return prdc_rows(real, cell.sample_classifier_features[:cell.prdc_count], "_classifier", "[0,255]",
+                     f"classifier:{cell.info.name}")
+
+
+@register_metric("diversity", "image", rows=("diversity", "diversity_test"))
 def diversity_metric(cell: Cell) -> list[Row]:
     """α-GAN §4: 1 − mean pairwise MS-SSIM of samples, and of the test split itself."""
     k = cell.cfg.diversity_pairs
@@ -409,11 +487,15 @@ def diversity_metric(cell: Cell) -> list[Row]:
             Row("diversity_test", metrics.diversity(cell.test01, k, cell.seed), "test", "[0,1]", k, "ms-ssim")]
 
 
-@register_metric("indep_critic", "image")
+@register_metric("indep_critic")
 def indep_critic_metric(cell: Cell) -> list[Row]:
-    """α-GAN §4: −W from an independent WGAN-GP critic; the test split is halved into critic-training
-    data ('validation') and evaluation data ('test'), the samples likewise."""
-    return [independent_critic_row(cell, cell.model_scale(cell.test_u8), cell.model_scale(cell.samples_u8))]
+    """α-GAN §4: −W from an independent WGAN-GP critic (convolutional on images, an MLP on vectors);
+    the test split is halved into critic-training data ('validation') and evaluation data
+    ('test'), the samples likewise."""
+    if cell.info.kind == "image":
+        return [independent_critic_row(cell, cell.model_scale(cell.test_u8), cell.model_scale(cell.samples_u8))]
+    real = torch.from_numpy(np.asarray(cell.test_u8, dtype=np.float32))
+    return [independent_critic_row(cell, real, cell.samples.float())]
 
 
 def independent_critic_row(cell: Cell, real: torch.Tensor, fake: torch.Tensor) -> Row:
@@ -426,7 +508,11 @@ def independent_critic_row(cell: Cell, real: torch.Tensor, fake: torch.Tensor) -
                f"wgan-gp-critic:steps={s.critic_steps}")
 
 
-@register_metric("sharpness", "image")
+SHARPNESS_ROWS = tuple(f"sharpness_{kind}{suffix}" for suffix in ("", "_recon", "_test")
+                       for kind in ("laplace", "norm_laplace"))
+
+
+@register_metric("sharpness", "image", rows=SHARPNESS_ROWS)
 def sharpness_metric(cell: Cell) -> list[Row]:
     """AVAE-S §III Laplacian variance and LSR-GAN's luminance-normalised Laplacian, on samples,
     test reconstructions (when there is an encoder) and the test images themselves."""
@@ -438,7 +524,7 @@ def sharpness_metric(cell: Cell) -> list[Row]:
         rows += [Row(f"sharpness_laplace{suffix}", metrics.laplace_variance(images), split, "[0,1]", len(images),
                      "laplace-3x3;gray"),
                  Row(f"sharpness_norm_laplace{suffix}", metrics.norm_laplace(images), split, "[0,1]", len(images),
-                     "laplace-3x3/local-luminance;gray")]
+                     "sum|laplace-3x3|/sum(local-luminance);gray")]
     return rows
 
 
@@ -451,13 +537,6 @@ def fd_data_metric(cell: Cell) -> list[Row]:
     fake = cell.samples.numpy()
     value = metrics.frechet_distance(metrics.feature_stats(fake), metrics.feature_stats(cell.data.x("train")))
     return [Row("fd_data", value, "train", cell.info.scale, len(fake), "identity")]
-
-
-@register_metric("indep_critic_vector", "vector")
-def indep_critic_vector_metric(cell: Cell) -> list[Row]:
-    """The independent Wasserstein critic on vector data (MLP critic)."""
-    real = torch.from_numpy(np.asarray(cell.test_u8, dtype=np.float32))
-    return [independent_critic_row(cell, real, cell.samples.float())]
 
 
 # ---------------------------------------------------------------- pictures

@@ -21,19 +21,23 @@ import pandas as pd  # noqa: E402
 
 from pipeline.io import atomic_write_text  # noqa: E402
 
-LOWER_IS_BETTER = {"mse", "lpips", "fid", "fid_64", "fid_192", "fid_768", "fid_seeded", "fd_classifier", "fd_data",
-                   "recon_variance"}
+LOWER_IS_BETTER = {"mse", "lpips", "fid", "fid_64", "fid_192", "fid_768", "kid", "fid_seeded", "fid_random",
+                   "kid_seeded", "kid_random", "fd_classifier", "fd_data", "recon_variance"}
 HIGHER_IS_BETTER = {"cosine", "recon_accuracy", "recon_accuracy_relative", "inception_score",
                     "inception_score_classifier", "indep_critic", "sharpness_laplace", "sharpness_norm_laplace",
-                    "sharpness_laplace_recon", "sharpness_norm_laplace_recon"}
-# kl and diversity have no better direction: diversity is read against the test set's own value.
+                    "sharpness_laplace_recon", "sharpness_norm_laplace_recon", "precision", "recall", "coverage",
+                    "precision_classifier", "recall_classifier", "coverage_classifier"}
+# kl, diversity and density have no better direction: diversity is read against the test set's own
+# value, density is 1 on average for samples from the data distribution (Naeem et al. 2020).
 
 SECTIONS = [
     ("Reconstruction (test split)", ["mse", "lpips", "cosine", "kl", "recon_variance", "recon_accuracy",
-                                     "recon_accuracy_relative", "fid_seeded", "sharpness_laplace_recon",
-                                     "sharpness_norm_laplace_recon"]),
-    ("Generation (samples)", ["fid", "fid_64", "fid_192", "fid_768", "fd_classifier", "inception_score",
-                              "inception_score_classifier", "diversity", "indep_critic", "sharpness_laplace",
+                                     "recon_accuracy_relative", "fid_seeded", "fid_random", "kid_seeded",
+                                     "kid_random", "sharpness_laplace_recon", "sharpness_norm_laplace_recon"]),
+    ("Generation (samples)", ["fid", "fid_64", "fid_192", "fid_768", "kid", "fd_classifier", "inception_score",
+                              "inception_score_classifier", "precision", "recall", "density", "coverage",
+                              "precision_classifier", "recall_classifier", "density_classifier",
+                              "coverage_classifier", "diversity", "indep_critic", "sharpness_laplace",
                               "sharpness_norm_laplace", "fd_data"]),
 ]
 # metric -> the test data's own value, shown in a "test data" row (α-GAN: diversity beside the
@@ -146,7 +150,21 @@ def arrow(metric: str) -> str:
     return " ↓" if metric in LOWER_IS_BETTER else " ↑" if metric in HIGHER_IS_BETTER else ""
 
 
-FOOTNOTE = ("↓ lower is better, ↑ higher is better; best per column in bold. — : not applicable (e.g. no encoder). "
+def count(n: int) -> str:
+    """50000 -> '50k', 2500 -> '2.5k', 500 -> '500'."""
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else f"{n / 1000:g}k" if n >= 1000 else str(n)
+
+
+def header(sub: pd.DataFrame, metric: str) -> str:
+    """Column header: the metric, the samples (or pairs, or examples) it used, its direction:
+    'fid (50k) ↓'; a range when the models of the table used different counts."""
+    ns = sorted(set(sub.loc[(sub["metric"] == metric) & (sub["n_samples"] > 0), "n_samples"].astype(int)))
+    used = "" if not ns else f" ({count(ns[0])})" if len(ns) == 1 else f" ({count(ns[0])}–{count(ns[-1])})"
+    return metric + used + arrow(metric)
+
+
+FOOTNOTE = ("(n): samples, test images or image pairs the metric used. "
+            "↓ lower is better, ↑ higher is better; best per column in bold. — : not applicable (e.g. no encoder). "
             "fd_classifier: Fréchet distance in the feature space of a classifier trained on the training split. "
             "'test data': the test split's own value (diversity: α-GAN §4; sharpness: AVAE-S T3 ground truth).")
 
@@ -162,7 +180,7 @@ def markdown(df: pd.DataFrame, order: list[str]) -> str:
         for title, cols in columns_for(sub):
             rows, n = table(df, dataset, cols, order)
             notes.update(n)
-            lines += [f"### {title}", "", "| model | " + " | ".join(c + arrow(c) for c in cols) + " |",
+            lines += [f"### {title}", "", "| model | " + " | ".join(header(sub, c) for c in cols) + " |",
                       "|---" * (len(cols) + 1) + "|"]
             lines += [f"| {variant} | " + " | ".join(f"**{e.text}**" if e.bold else e.text for e in entries) + " |"
                       for variant, entries in rows]
@@ -277,8 +295,8 @@ font-style:italic}.grid{display:flex;flex-wrap:wrap;gap:8px}.cell{border:1px sol
 figure{margin:0 12px 8px 0;display:inline-block;font-size:12px;text-align:center}"""
 
 
-def html_table(rows: list[tuple[str, list[Entry]]], cols: list[str]) -> str:
-    head = "<tr><th>model</th>" + "".join(f"<th>{html.escape(c + arrow(c))}</th>" for c in cols) + "</tr>"
+def html_table(rows: list[tuple[str, list[Entry]]], headers: list[str]) -> str:
+    head = "<tr><th>model</th>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr>"
     body = []
     for variant, entries in rows:
         tds = "".join(f"<td>{'<b>' if e.bold else ''}{html.escape(e.text)}{'</b>' if e.bold else ''}</td>"
@@ -313,7 +331,7 @@ def html_report(df: pd.DataFrame, order: list[str], evals_dir: Path | None = Non
         for title, cols in columns_for(sub):
             rows, n = table(df, dataset, cols, order)
             notes.update(n)
-            parts.append(f"<h3>{html.escape(title)}</h3>{html_table(rows, cols)}")
+            parts.append(f"<h3>{html.escape(title)}</h3>{html_table(rows, [header(sub, c) for c in cols])}")
         if notes:
             parts.append("<ul class='note'>" + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>"
                                                        for k, v in grouped(notes)) + "</ul>")

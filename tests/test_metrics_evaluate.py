@@ -1,8 +1,6 @@
 """The per-cell evaluator: which rows each kind of method gets, honest `missing` rows without
-weights, random networks injected explicitly, fixture weight files found where
-`python -m pipeline weights` looks, and the PNG strips."""
-
-from collections import OrderedDict
+weights or with other files under the weights' names, random networks injected explicitly
+(never under a real name), and the PNG strips."""
 
 import numpy as np
 import pytest
@@ -15,14 +13,17 @@ from pipeline.classifier import Classifier, predict
 from pipeline.config import ClassifierConfig, EvaluateConfig
 from pipeline.methods import REGISTRY
 from tests.conftest import ROOT, TINY_NET
-from tests.test_metrics import random_inception
+from tests.test_metrics import RandomInceptionBase, random_inception
 
+PRDC = {"precision", "recall", "density", "coverage"}
 RECON = {"mse", "kl", "cosine", "lpips", "recon_variance", "recon_accuracy", "recon_accuracy_relative", "fid_seeded",
-         "sharpness_laplace_recon", "sharpness_norm_laplace_recon"}
-GENERATION = {"fd_classifier", "inception_score_classifier", "fid", "fid_64", "fid_192", "fid_768", "inception_score",
-              "diversity", "diversity_test", "indep_critic", "sharpness_laplace", "sharpness_norm_laplace",
-              "sharpness_laplace_test", "sharpness_norm_laplace_test"}
-NEEDS_WEIGHTS = {"fid", "fid_64", "fid_192", "fid_768", "fid_seeded", "inception_score", "lpips"}
+         "fid_random", "kid_seeded", "kid_random", "sharpness_laplace_recon", "sharpness_norm_laplace_recon"}
+GENERATION = {"fd_classifier", "inception_score_classifier", "fid", "fid_64", "fid_192", "fid_768", "kid",
+              "inception_score", "diversity", "diversity_test", "indep_critic", "sharpness_laplace",
+              "sharpness_norm_laplace", "sharpness_laplace_test", "sharpness_norm_laplace_test",
+              *PRDC, *(f"{name}_classifier" for name in PRDC)}
+NEEDS_WEIGHTS = {"fid", "fid_64", "fid_192", "fid_768", "kid", "fid_seeded", "fid_random", "kid_seeded", "kid_random",
+                 "inception_score", "lpips", *PRDC}
 
 
 def cfg(tmp_path, **over) -> EvaluateConfig:
@@ -53,7 +54,7 @@ def no_weights(monkeypatch, tmp_path):
     monkeypatch.delenv(weights.ALEXNET_ENV, raising=False)
     monkeypatch.setattr(weights, "inception", lambda explicit="": weights._find(
         "Inception (clean-fid)", weights.INCEPTION_FILE, explicit, weights.INCEPTION_ENV, tmp_path / "absent",
-        weights.INCEPTION_URL))
+        weights.INCEPTION_URL, weights.INCEPTION_SHA256))
 
 
 def rows_by_metric(rows):
@@ -95,14 +96,43 @@ def test_injected_random_networks_run_the_weighted_metrics(image_prepared, tmp_p
     lpips_model = metrics.lpips_with_backbone(torchvision.models.alexnet())
     nets = evaluate.Networks(inception=(random_inception(), "random-test-inception"),
                              lpips=(lpips_model, "random-test-alexnet"))
-    c = cfg(tmp_path, metrics=["lpips", "inception_score"])  # fid / fid_seeded (slow sqrtm): the next test
+    c = cfg(tmp_path, metrics=["lpips", "inception_score", "prdc"])  # fid / fid_seeded (slow sqrtm): below
     cell = evaluate.Cell(build("vae", image_prepared.info), image_prepared, c, networks=nets)
     by = rows_by_metric(cell.rows())
-    assert set(by) == {"lpips", "inception_score"}
+    assert set(by) == {"lpips", "inception_score", *PRDC}
     for name in by:
         assert by[name].status == "ok" and np.isfinite(by[name].value), name
         assert by[name].features.startswith("random-test"), "an injected network is named as such"
     assert by["inception_score"].value >= 1.0
+    assert 0 <= by["precision"].value <= 1 and by["coverage"].n_samples == 48  # min(n_samples, 10,000, train)
+    # IS as stylegan2-ada: 8-bit samples at their own 32 px into the network's own resize, no output bias
+    assert {call for call in cell.inception[0].base.calls if call[0][-1] != 299} == {((24, 3, 32, 32), True)}
+
+
+def test_prdc_in_the_classifier_space_compares_equal_counts(image_prepared, tmp_path):
+    clf, stats = classifier_for(image_prepared)
+    cell = evaluate.Cell(build("gan", image_prepared.info), image_prepared, cfg(tmp_path, metrics=["prdc_classifier"]),
+                         clf, stats)
+    by = rows_by_metric(cell.rows())
+    assert set(by) == {f"{name}_classifier" for name in PRDC}
+    assert all(row.status == "ok" and row.n_samples == 48 for row in by.values())
+    assert len(cell.prdc_train_index) == 48 and len(set(cell.prdc_train_index)) == 48
+
+
+def test_independent_critic_is_one_metric_on_images_and_vectors(image_prepared, toy_prepared, tmp_path):
+    for prepared, model in ((toy_prepared, "vae"), (image_prepared, "gan")):
+        c = cfg(tmp_path, n_samples=64, metrics=["indep_critic"])
+        rows = evaluate.Cell(build(model, prepared.info), prepared, c).rows()
+        assert [(r.metric, r.status) for r in rows] == [("indep_critic", "ok")], prepared.info.name
+
+
+def test_a_metric_writing_rows_it_does_not_declare_fails(image_prepared, tmp_path, monkeypatch):
+    def sloppy(cell):
+        return [evaluate.Row("sloppy_other", 1.0, "test", "[0,1]", 1)]
+
+    monkeypatch.setitem(evaluate.METRICS, "sloppy", evaluate.MetricSpec("sloppy", sloppy, frozenset({"image"})))
+    rows = evaluate.Cell(build("gan", image_prepared.info), image_prepared, cfg(tmp_path, metrics=["sloppy"])).rows()
+    assert rows[0].status == "failed" and "sloppy_other" in rows[0].reason
 
 
 def test_metric_selection_and_unknown_names(image_prepared, tmp_path, no_weights):
@@ -124,34 +154,37 @@ def test_recon_accuracy_of_the_originals_is_the_classifier_test_accuracy(image_p
     assert absolute == pytest.approx(accuracy) and relative == 1.0
 
 
-def fixture_inception_file(path):
-    """A TorchScript module with clean-fid's InceptionV3W interface (layers, output, forward flags)."""
-
-    class FakeInception(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.layers = nn.Sequential(OrderedDict(
-                conv=nn.Conv2d(3, 64, 3, stride=4), pool0=nn.MaxPool2d(3, 2), conv_4=nn.Conv2d(64, 192, 1),
-                pool1=nn.MaxPool2d(3, 2), mixed_7=nn.Conv2d(192, 768, 3, stride=4),
-                mixed_10=nn.Conv2d(768, 2048, 1), pool2=nn.AdaptiveAvgPool2d(1)))
-            self.output = nn.Linear(2048, 1008)
-
-        def forward(self, img: torch.Tensor, return_features: bool = False, use_fp16: bool = False,
-                    no_output_bias: bool = False) -> torch.Tensor:
-            features = self.layers((img - 128.0) / 128.0).reshape(-1, 2048)
-            if return_features:
-                return features
-            return torch.softmax(self.output(features), dim=1)
-
-    torch.manual_seed(0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.jit.script(FakeInception()).save(str(path))
-
-
 @pytest.mark.slow  # scipy's sqrtm of 2048 x 2048 covariances
-def test_fixture_weight_files_are_found_and_used(image_prepared, tmp_path, monkeypatch):
-    """Weight files of the right format where `python -m pipeline weights` says: fid/lpips/IS compute
-    (the values are meaningless, the code path is proven)."""
+def test_injected_random_inception_gives_fid_and_kid_with_seeded_and_random_at_equal_counts(image_prepared, tmp_path):
+    """A random stand-in, injected under a label that is not the real name: the FID/KID code path runs
+    and the train features are cached; fid_seeded and fid_random use the same number of images."""
+    nets = evaluate.Networks(inception=(random_inception(), "random-test-inception"))
+    c = cfg(tmp_path, n_samples=40, metrics=["fid", "fid_seeded"])  # 40 samples, 32 test images: N = 32
+    cell = evaluate.Cell(build("vae", image_prepared.info), image_prepared, c, networks=nets)
+    by = rows_by_metric(cell.rows())
+    assert set(by) == {"fid", "fid_64", "fid_192", "fid_768", "kid", "fid_seeded", "fid_random", "kid_seeded",
+                       "kid_random"}
+    for row in by.values():
+        assert row.status == "ok" and np.isfinite(row.value) and row.features.startswith("random-test-inception")
+    n_test = len(image_prepared.x("test"))
+    assert {by[m].n_samples for m in ("fid_seeded", "fid_random", "kid_seeded", "kid_random")} == {min(n_test, 40)}
+    assert by["fid"].n_samples == by["kid"].n_samples == 40
+    assert len(list((tmp_path / "cache").glob("inception-train-*.npz"))) == 1, "train statistics cached by hash"
+
+
+def write_random_weights(inception_file, alexnet_file):
+    """Files of the right format but random weights, under the real names."""
+    torch.manual_seed(0)
+    inception_file.parent.mkdir(parents=True, exist_ok=True)
+    torch.jit.script(RandomInceptionBase()).save(str(inception_file))
+    alexnet_file.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(torchvision.models.alexnet().state_dict(), alexnet_file)
+
+
+def test_random_weights_under_the_real_names_are_missing_with_both_hashes(image_prepared, tmp_path, monkeypatch,
+                                                                           capsys):
+    """Weight files where `python -m pipeline weights` looks, of the right format but not the
+    published files: every row that needs them is `missing`, naming the file, both hashes and the fix."""
     from pipeline.cli import main
 
     torch_home = tmp_path / "torch_home"
@@ -161,21 +194,28 @@ def test_fixture_weight_files_are_found_and_used(image_prepared, tmp_path, monke
     monkeypatch.setenv(weights.INCEPTION_ENV, str(inception_file))
     alexnet_file = weights.alexnet().looked[-1]  # the torch hub cache the report names
     assert str(alexnet_file).startswith(str(torch_home))
-    fixture_inception_file(inception_file)
-    alexnet_file.parent.mkdir(parents=True)
-    torch.save(torchvision.models.alexnet().state_dict(), alexnet_file)
+    write_random_weights(inception_file, alexnet_file)
 
     assert main(["--params", str(ROOT / "params.yaml"), "weights"]) == 0
-    assert weights.inception().present and weights.alexnet().present
+    assert capsys.readouterr().out.count("WRONG FILE") == 2
+    assert weights.inception().present and not weights.inception().verified and not weights.alexnet().verified
 
-    c = cfg(tmp_path, metrics=["fid", "fid_seeded", "inception_score", "lpips"])
+    c = cfg(tmp_path, metrics=["fid", "fid_seeded", "inception_score", "lpips", "prdc"])
     by = rows_by_metric(evaluate.Cell(build("vae", image_prepared.info), image_prepared, c).rows())
-    assert set(by) == {"fid", "fid_64", "fid_192", "fid_768", "fid_seeded", "inception_score", "lpips"}
-    assert len(list((tmp_path / "cache").glob("inception-train-*.npz"))) == 1, "train statistics cached by hash"
-    for row in by.values():
-        assert row.status == "ok" and np.isfinite(row.value)
-    assert by["fid"].features.startswith(f"inception-2015-12-05:sha256={weights.digest(inception_file)}")
-    assert by["lpips"].features == f"lpips-alex-v0.1:sha256={weights.digest(alexnet_file)}"
+    assert set(by) == {"fid", "fid_64", "fid_192", "fid_768", "kid", "fid_seeded", "fid_random", "kid_seeded",
+                       "kid_random", "inception_score", "lpips", *PRDC}
+    for name, path, expected in [("fid", inception_file, weights.INCEPTION_SHA256),
+                                 ("lpips", alexnet_file, weights.ALEXNET_SHA256)]:
+        row = by[name]
+        assert row.status == "missing" and np.isnan(row.value)
+        assert str(path) in row.reason and expected in row.reason and weights.sha256(path) in row.reason
+        assert "download" in row.reason
+    assert all(row.status == "missing" for row in by.values())
+    assert not list((tmp_path / "cache").glob("*.npz")), "nothing computed with the wrong file"
+
+
+def test_the_shipped_lpips_linear_layers_are_the_published_file():
+    assert weights.lpips_linear().verified, weights.lpips_linear().reason
 
 
 def test_weights_report_lists_places(capsys, tmp_path, monkeypatch):
@@ -185,6 +225,7 @@ def test_weights_report_lists_places(capsys, tmp_path, monkeypatch):
     assert main(["--params", str(ROOT / "params.yaml"), "weights"]) == 0
     out = capsys.readouterr().out
     assert "alexnet-owt-7be5be79.pth" in out and "inception-2015-12-05.pt" in out and "fid, fid_64" in out
+    assert weights.INCEPTION_SHA256 in out and weights.ALEXNET_SHA256 in out
 
 
 def test_toy_cell(toy_prepared, tmp_path):

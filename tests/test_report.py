@@ -48,6 +48,18 @@ def test_markdown_bold_best_per_column_and_reference_row():
     assert generation.index("| vae |") < generation.index("| gan |") < generation.index("| avae_b |")  # params order
 
 
+def test_headers_carry_the_sample_count():
+    df = fixture_frame()
+    df.loc[df["metric"] == "fd_classifier", "n_samples"] = 50_000
+    df.loc[(df["metric"] == "diversity") & (df["variant"] == "gan"), "n_samples"] = 2500
+    md = report.markdown(df, ["vae", "gan", "avae_b"])
+    assert "| model | mse (100) ↓ |" in md
+    assert "fd_classifier (50k) ↓" in md and "diversity (100–2.5k) |" in md
+    assert "fid (100) ↓" in md  # missing rows still say what they would have used
+    page = report.html_report(df, ["vae", "gan", "avae_b"])
+    assert "<th>fd_classifier (50k) ↓</th>" in page
+
+
 def test_sweeps_are_found_from_params():
     settings = report.variant_settings(RAW_PARAMS, "fashion_mnist")
     assert settings["lsr_l1.0"] == {"vae.beta": 1.0, "lam": 1.0}
@@ -81,6 +93,7 @@ def test_html_report_without_sweep_says_so():
 
 
 @pytest.mark.parametrize("metric,lower", [("mse", True), ("fid", True), ("inception_score", False),
-                                          ("indep_critic", False)])
+                                          ("indep_critic", False), ("kid", True), ("fid_random", True),
+                                          ("precision", False), ("coverage_classifier", False)])
 def test_directions(metric, lower):
     assert (metric in report.LOWER_IS_BETTER) == lower and (metric in report.HIGHER_IS_BETTER) != lower

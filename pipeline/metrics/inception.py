@@ -1,11 +1,13 @@
 """The ImageNet Inception of clean-fid (stylegan2-ada's TorchScript `inception-2015-12-05.pt`):
-features at the four sizes of AVAE-S T3 and class probabilities for the Inception score.
+features at the four sizes of AVAE-S T3 (images resized by clean-fid) and class probabilities for
+the Inception score (images resized by the file itself, as stylegan2-ada computes IS).
 
 What the TorchScript file offers (and what clean-fid's InceptionV3W uses): `base.layers`, a
 sequential module of named children conv, conv_1, conv_2, pool0, conv_3, conv_4, pool1,
 mixed, mixed_1 … mixed_10, pool2 that maps 299x299 images normalised as (x − 128)/128 to
-N x 2048 x 1 x 1; and `base.output`, the Linear(2048, 1008) ImageNet classifier. The four
-feature sizes of 004 T3 are read where pytorch-fid reads them (spatially averaged):
+N x 2048 x 1 x 1; `base.output`, the Linear(2048, 1008) ImageNet classifier; and
+`base(img, return_features, use_fp16, no_output_bias)`, stylegan2-ada's forward from [0,255]
+images of any size. The four feature sizes of 004 T3 are read where pytorch-fid reads them (spatially averaged):
 64 = first max pooling (pool0), 192 = second max pooling (pool1), 768 = pre-aux classifier
 (mixed_7 = Mixed_6e), 2048 = final average pooling (pool2, clean-fid's FID features).
 """
@@ -67,12 +69,12 @@ def load_inception(weights_path: str | Path) -> InceptionFeatures:
     return InceptionFeatures(InceptionV3W(str(weights_path.parent), download=False).base).eval()
 
 
-def imagenet_probs(model: InceptionFeatures, features2048: np.ndarray) -> np.ndarray:
-    """softmax(W f) over the 1008 ImageNet outputs without the output bias (stylegan2-ada's IS,
-    'to match the original implementation')."""
-    weight = model.base.output.weight.detach().cpu().double()
-    logits = torch.from_numpy(np.asarray(features2048, dtype=np.float64)) @ weight.T
-    return torch.softmax(logits, dim=1).numpy()
+def imagenet_probs(model: InceptionFeatures, images255: torch.Tensor) -> torch.Tensor:
+    """Class probabilities for the Inception score as stylegan2-ada's `is50k` gets them: the
+    TorchScript file's own forward on [0,255] RGB images at their native size (it resizes them to
+    299x299 bilinearly inside, emulating tf.image.resize_bilinear), softmax over the 1008 outputs
+    without the output bias ('to match the original implementation')."""
+    return model.base(images255, no_output_bias=True)
 
 
 def inception_score(probs: np.ndarray, splits: int = 10) -> tuple[float, float]:

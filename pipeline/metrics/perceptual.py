@@ -7,11 +7,12 @@ from pathlib import Path
 
 import torch
 
-from pipeline.metrics.frechet import to_255_rgb
+from pipeline.metrics.frechet import fp32_matmul, to_255_rgb
 
 
 def load_lpips(weights_path: str | Path) -> torch.nn.Module:
-    """LPIPS v0.1 (AlexNet) with the backbone loaded from torchvision's alexnet-owt-7be5be79.pth."""
+    """LPIPS v0.1 (AlexNet) with the backbone loaded from torchvision's alexnet-owt-7be5be79.pth
+    (the caller checks both files' sha256: pipeline.weights)."""
     import torchvision
 
     alexnet = torchvision.models.alexnet()
@@ -31,9 +32,9 @@ def lpips_with_backbone(alexnet: torch.nn.Module) -> torch.nn.Module:
 
 
 def lpips_distance(model: torch.nn.Module, x01: torch.Tensor, y01: torch.Tensor, batch_size: int) -> float:
-    """Mean LPIPS between image pairs given in [0,1] (lpips expects [-1,1], 3 channels)."""
+    """Mean LPIPS between image pairs given in [0,1] (lpips expects [-1,1], 3 channels), TF32 off."""
     total = 0.0
-    with torch.no_grad():
+    with torch.no_grad(), fp32_matmul():
         for i in range(0, len(x01), batch_size):
             a, b = (to_255_rgb(t[i:i + batch_size]) / 127.5 - 1 for t in (x01, y01))
             total += float(model(a, b).sum())

@@ -8,7 +8,6 @@ import torch.nn.functional as F
 
 LAPLACE = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])  # AVAE-S §III
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 grayscale
-MIN_LUMINANCE = 1.0 / 255  # floor of the local mean luminance: one grey level
 
 
 def grayscale(images01: torch.Tensor) -> torch.Tensor:
@@ -30,10 +29,14 @@ def laplace_variance(images01: torch.Tensor) -> float:
 
 
 def norm_laplace(images01: torch.Tensor) -> float:
-    """Luminance-normalised Laplacian: mean over pixels of |L(x,y)| / μ_xy, μ_xy the mean luminance
-    of the 3x3 neighbourhood (San Pedro & Siersdorfer 2009 §3.1.2 sum L/μ, taken in absolute value
-    and averaged over pixels so that it does not cancel out or scale with image size), mean over images."""
+    """Luminance-normalised Laplacian (LSR-GAN §2.2 after San Pedro & Siersdorfer 2009 §3.1.2,
+    Sh = Σ_xy L(x,y) / μ_xy with μ_xy the mean luminance around (x,y), here of the 3x3
+    neighbourhood; |L| as OpenIMAJ's implementation of that section, `Sharpness`, takes it): per image
+    Σ|L| / Σμ over the valid region, i.e. the per-pixel ratio |L|/μ_xy averaged with weights μ_xy,
+    so that pixels of near-zero luminance, where the bare ratio is unbounded and an invisible
+    grey level changes it most, weigh in proportion to their light; mean over images (an image
+    without light scores 0)."""
     gray = grayscale(images01)
-    lap = laplacian(gray)
-    local_mean = F.avg_pool2d(gray, 3, stride=1).clamp(min=MIN_LUMINANCE)
-    return float((lap.abs() / local_mean).flatten(1).mean(1).mean())
+    lap = laplacian(gray).abs().flatten(1).sum(1)
+    light = F.avg_pool2d(gray, 3, stride=1).flatten(1).sum(1)
+    return float(torch.where(light > 0, lap / light.clamp(min=1e-300), 0.0).mean())
