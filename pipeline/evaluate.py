@@ -163,7 +163,7 @@ class Cell:
         for spec in self.chosen():
             why = self.not_applicable(spec)
             if why:
-                rows.append(Row(spec.name, float("nan"), "", "", 0, "", "n/a", why))
+                rows += [Row(name, float("nan"), "", "", 0, "", "n/a", why) for name in spec.rows]
                 continue
             t0 = time.perf_counter()
             try:
