@@ -5,6 +5,8 @@ and prior samples; the reconstruction loss is a Gaussian likelihood of the discr
 last hidden layer, L_llike = ½‖Dis_l(x̃) − Dis_l(x)‖², not of pixels. Updates (Larsen
 Algorithm 1): encoder ← β·L_prior + L_llike; decoder ← γ·L_llike − L_GAN (non-saturating
 form); discriminator ← −L_GAN. The discriminator never receives the L_llike gradient.
+As in Larsen et al.'s code (model/aegan.py), images go through the discriminator in joined
+batches, so its batch norm normalises them together: [x̃, x] for L_llike, [x, x̃, x_p] for L_GAN.
 """
 
 from __future__ import annotations
@@ -55,9 +57,14 @@ class VaeGan(EncoderDecoderMethod):
 
     def hidden_recon(self, x_tilde: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Mean over the batch of L_llike = ½‖Dis_l(x̃) − Dis_l(x)‖², Dis_l the discriminator's
-        last hidden layer  # Larsen et al. eq. 8-9"""
+        last hidden layer, x̃ and x passed as one batch  # Larsen et al. eq. 8-9"""
         hidden = critic_layers(self.discriminator)[0]
-        return losses.sum_squares_recon(hidden(x_tilde), hidden(x)).mean()
+        h_tilde, h = hidden(torch.cat([x_tilde, x])).split([len(x_tilde), len(x)])
+        return losses.sum_squares_recon(h_tilde, h).mean()
+
+    def discriminate(self, *batches: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Dis's logits of the batches passed together as one batch, split back."""
+        return self.discriminator(torch.cat(batches)).split([len(b) for b in batches])
 
     def encoder_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         mu, log_sigma = self.encoder(x)
@@ -70,18 +77,16 @@ class VaeGan(EncoderDecoderMethod):
         with torch.no_grad():
             z = losses.reparameterize(*self.encoder(x))
         x_tilde, x_p = self.decoder(z), self.decoder(self.prior(len(x)))
-        body, head = critic_layers(self.discriminator)
-        h_tilde = body(x_tilde)
-        hidden_recon = losses.sum_squares_recon(h_tilde, body(x)).mean()  # Larsen et al. eq. 8-9
-        gan = losses.gan_generator_loss(head(h_tilde)) + losses.gan_generator_loss(self.discriminator(x_p))
+        hidden_recon = self.hidden_recon(x_tilde, x)
+        _, logit_tilde, logit_p = self.discriminate(x, x_tilde, x_p)
+        gan = losses.gan_generator_loss(logit_tilde) + losses.gan_generator_loss(logit_p)
         return {"loss": self.config.gamma * hidden_recon + gan, "hidden_recon": hidden_recon, "gan": gan}
 
     def discriminator_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             x_tilde = self.decoder(losses.reparameterize(*self.encoder(x)))
             x_p = self.decoder(self.prior(len(x)))
-        d = self.discriminator
-        loss = losses.gan_discriminator_loss_recon_and_samples(d(x), d(x_tilde), d(x_p))  # Larsen L_GAN
+        loss = losses.gan_discriminator_loss_recon_and_samples(*self.discriminate(x, x_tilde, x_p))  # Larsen L_GAN
         return {"loss": loss}
 
     def phases(self) -> list[Phase]:
