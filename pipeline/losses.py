@@ -197,22 +197,22 @@ def gabor_textures(x: torch.Tensor) -> torch.Tensor:
     return _depthwise(x, gabor_kernels())
 
 
-def sum_abs_recon(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Per-example ‖x − x̃‖₁  # 004 Algorithm 1 (L_MAE)"""
-    return (x_hat - x).abs().flatten(1).sum(dim=1)
-
-
 def sum_squares(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-example ‖a − b‖² summed over every dimension (004's L_MSE, L_Sobel, L_Gabor)."""
     return (a - b).pow(2).flatten(1).sum(dim=1)
 
 
-def structure_aware_terms(x_hat: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """004 eq. 5's five reconstruction terms, per example, on images in [0, 1]: mae, mse,
-    dssim (1 − SSIM), sobel, gabor  # 004 eqs. 5-8"""
-    return {"mae": sum_abs_recon(x_hat, x), "mse": sum_squares(x_hat, x), "dssim": 1 - ssim(x_hat, x),
-            "sobel": sum_squares(sobel_edges(x_hat), sobel_edges(x)),
-            "gabor": sum_squares(gabor_textures(x_hat), gabor_textures(x))}
+def structure_aware_terms(x_hat: torch.Tensor, x: torch.Tensor, pixel_range: float = 255.0) -> dict[str, torch.Tensor]:
+    """004 eq. 5's five reconstruction terms per example, of images given in [0, 1]: mae, mse,
+    sobel and gabor as means over pixels (and filter responses) on the 0..pixel_range scale
+    (004 §III: "average L1 loss of pixels in 0-255 range was 30, ... L2 loss was about 900"),
+    dssim = 1 − SSIM (scale-free)  # 004 eqs. 5-8"""
+    def mean_squares(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a - b).pow(2).flatten(1).mean(dim=1) * pixel_range ** 2
+
+    return {"mae": (x_hat - x).abs().flatten(1).mean(dim=1) * pixel_range, "mse": mean_squares(x_hat, x),
+            "dssim": 1 - ssim(x_hat, x), "sobel": mean_squares(sobel_edges(x_hat), sobel_edges(x)),
+            "gabor": mean_squares(gabor_textures(x_hat), gabor_textures(x))}
 
 
 def gaussian_log_density_matrix(z: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:

@@ -104,8 +104,12 @@ def test_structure_aware_terms_vanish_for_a_perfect_reconstruction():
     for name, value in terms.items():
         assert value.shape == (3,) and value.abs().max() < 1e-5, name
     y = x.clone()
-    y[:, :, :, :16] += 0.1
-    assert losses.structure_aware_terms(y, x)["mae"][0].item() == pytest.approx(0.1 * 32 * 16, rel=1e-4)
+    y[:, :, :, :16] += 0.1  # half the pixels off by 0.1 = 25.5 grey levels
+    assert losses.structure_aware_terms(y, x)["mae"][0].item() == pytest.approx(25.5 / 2, rel=1e-4)
+    assert losses.structure_aware_terms(y, x)["mse"][0].item() == pytest.approx(25.5 ** 2 / 2, rel=1e-4)
+    flat = torch.full((1, 1, 32, 32), 0.5)  # 004 §III's example: L1 of 30 grey levels is an L2 of 900
+    terms = losses.structure_aware_terms(flat + 30 / 255, flat)
+    assert terms["mae"].item() == pytest.approx(30, rel=1e-4) and terms["mse"].item() == pytest.approx(900, rel=1e-4)
 
 
 def test_total_correlation_is_zero_in_one_dimension_and_larger_for_duplicated_latents():
@@ -195,20 +199,48 @@ def test_old_format_export_loads_as_dcgan_and_a_wrong_architecture_fails_clearly
 # ------------------------------------------------------------------ VAE-S
 
 
-def test_vae_s_auto_balance_fixes_equal_scale_weights_after_the_probe():
-    method = VAES(VaeSConfig(balance_steps=3), INFO, NET).train()
+def probe_run(method, calls: int):
+    """`calls` training losses on one batch; the component weights each call used."""
     x = torch.rand(8, 1, 32, 32) * 2 - 1
     history = []
-    for _ in range(5):
+    for _ in range(calls):
         terms = method.vae_loss(x)
-        history.append(method.rec_weights.clone())
-        assert torch.isfinite(terms["loss"]) and {"tc", "kl", *REC_TERMS} <= set(terms)
-    assert torch.equal(history[2], history[3]) and torch.equal(history[3], history[4])  # fixed after 3 probes
+        assert torch.isfinite(terms["loss"])
+        history.append(method.component_weights.clone())
+    return history, terms
+
+
+def test_vae_s_probes_with_unit_weights_then_puts_every_component_on_the_largest_scale():
+    method = VAES(VaeSConfig(balance_steps=3, balance="all"), INFO, NET).train()
+    history, terms = probe_run(method, 5)
+    assert torch.equal(history[0], torch.ones(6)) and torch.equal(history[1], torch.ones(6))  # 004: probed first
+    assert torch.equal(history[2], history[3]) and torch.equal(history[3], history[4])  # then fixed
     means = method.probe_sums / method.probe_steps
-    scaled = method.rec_weights * means  # every weighted term on the scale of the largest one
-    assert torch.allclose(scaled, means.max().expand(5), rtol=1e-5)
-    assert method.rec_weights.min().item() == pytest.approx(1.0)
-    assert {"rec_weights", "probe_sums", "probe_steps"} <= set(method.state_dict())  # checkpointed
+    assert method.components == [*REC_TERMS, "kl"]
+    assert torch.allclose(method.component_weights * means, means.max().expand(6), rtol=1e-5)  # 004 §III
+    assert {"tc", "kl", *REC_TERMS} <= set(terms)
+    w = method.component_weights
+    expected = sum(w[i] * terms[k] for i, k in enumerate(REC_TERMS)) + w[5] * (terms["kl"] + terms["tc"])
+    assert terms["loss"].item() == pytest.approx(expected.item(), rel=1e-5)  # TC shares the KL's weight
+    assert {"component_weights", "probe_sums", "probe_steps"} <= set(method.state_dict())  # checkpointed
+
+
+def test_vae_s_balancing_the_reconstruction_only_keeps_kl_at_one():
+    method = VAES(VaeSConfig(balance_steps=2), INFO, NET).train()  # the default: eq. 5's λ's only
+    probe_run(method, 3)
+    means = (method.probe_sums / method.probe_steps)[:5]
+    assert method.component_weights[5].item() == 1.0
+    assert torch.allclose(method.component_weights[:5] * means, means.max().expand(5), rtol=1e-5)
+
+
+def test_the_vanilla_004_vae_is_mse_and_kl_on_one_scale_without_tc():
+    method = VAES(VaeSConfig(terms=["mse"], total_correlation=False, balance_steps=2, balance="all"), INFO, NET).train()
+    _, terms = probe_run(method, 3)
+    assert method.components == ["mse", "kl"] and "tc" not in terms and "dssim" not in terms
+    w = method.component_weights
+    means = method.probe_sums / method.probe_steps
+    assert (w * means)[0].item() == pytest.approx((w * means)[1].item(), rel=1e-5)
+    assert terms["loss"].item() == pytest.approx((w[0] * terms["mse"] + w[1] * terms["kl"]).item(), rel=1e-5)
 
 
 def test_vae_s_given_weights_are_used_as_is():
@@ -216,7 +248,7 @@ def test_vae_s_given_weights_are_used_as_is():
     x = torch.rand(8, 1, 32, 32) * 2 - 1
     torch.manual_seed(0)
     terms = method.vae_loss(x)
-    assert torch.equal(method.rec_weights, torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]))
+    assert torch.equal(method.component_weights, torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 1.0]))
     rec = sum(w * terms[k] for w, k in zip([1, 2, 3, 4, 5], REC_TERMS))
     assert terms["recon"].item() == pytest.approx(rec.item(), rel=1e-5)
     assert terms["loss"].item() == pytest.approx((rec + terms["kl"] + terms["tc"]).item(), rel=1e-5)
@@ -227,15 +259,17 @@ def test_vae_s_refuses_vector_data_and_bad_weights():
         VAES(VaeSConfig(), DataInfo("toy2d", "vector", (2,), "raw", 0), NET)
     with pytest.raises(ConfigError, match="5 numbers"):
         VaeSConfig(weights=[1.0, 2.0])
+    with pytest.raises(ConfigError, match="distinct terms"):
+        VaeSConfig(terms=["mse", "l2"])
 
 
 def test_vae_s_export_carries_the_fixed_weights(tmp_path):
     short = VAES(VaeSConfig(balance_steps=5), INFO, NET).train()
     short.vae_loss(torch.rand(4, 1, 32, 32) * 2 - 1)  # a run that ends during the probe exports what it used
-    assert short.export_fields()["objective"]["state"]["rec_weights"] == short.rec_weights.tolist()
+    assert short.export_fields()["objective"]["state"]["weights"] == short.component_weights.tolist()
     frozen = frozen_export(tmp_path, vae_s_stage1())
     assert frozen.objective["method"] == "vae_s" and frozen.architecture == "avae_s"
-    assert frozen.objective["state"]["rec_weights"] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert frozen.objective["state"]["weights"] == [1.0, 2.0, 3.0, 4.0, 5.0, 1.0]
 
 
 # ------------------------------------------------------------------ LSR-GAN
@@ -289,7 +323,7 @@ def finetune(tmp_path, source, **config):
 
 @pytest.mark.parametrize("accuracy,dis_moves,vae_moves", [(0.8, False, True), (0.6, True, True), (0.4, True, False)])
 def test_gating_skips_the_right_updates(accuracy, dis_moves, vae_moves, tmp_path, monkeypatch):
-    method = finetune(tmp_path, vae_s_stage1(), stage1="vae_s")
+    method = finetune(tmp_path, vae_s_stage1())
     monkeypatch.setattr(method, "measure_accuracy", lambda real, recon: torch.tensor(accuracy))
     dis_before, vae_before = snapshot(method.discriminator), snapshot(method.vae_model)
     sums = one_iteration(method, tmp_path)
@@ -302,26 +336,54 @@ def test_gating_skips_the_right_updates(accuracy, dis_moves, vae_moves, tmp_path
 
 def test_finetune_copies_the_export_into_trainable_networks_with_its_objective(tmp_path):
     stage1 = vae_s_stage1()
-    method = finetune(tmp_path, stage1, stage1="vae_s")
+    method = finetune(tmp_path, stage1)
     assert isinstance(method.vae_model, VAES)
-    assert torch.equal(method.vae_model.rec_weights, torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]))
+    assert torch.equal(method.vae_model.component_weights, torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 1.0]))
     assert not method.vae_model.balancing  # the λ's stay fixed while fine-tuning
     for (k, a), b in zip(method.vae_model.encoder.state_dict().items(), stage1.encoder.state_dict().values()):
         assert torch.equal(a, b), k
     assert all(p.requires_grad for p in method.vae_model.parameters())
     kinds = {type(m).__name__ for m in method.discriminator.modules()}
     assert "MaxPool2d" in kinds  # 004 §III: the encoder with max pooling instead of strided convs
-    plain = finetune(tmp_path, VAE(VaeConfig(), INFO, NET), stage1="vae")
+    plain = finetune(tmp_path, VAE(VaeConfig(), INFO, NET))
     assert type(plain.vae_model) is VAE
 
 
-def test_finetune_refuses_the_wrong_or_an_old_export(tmp_path):
-    with pytest.raises(ConfigError, match="stage1"):
-        finetune(tmp_path, VAE(VaeConfig(), INFO, NET), stage1="vae_s")
+def test_finetune_refuses_an_old_export(tmp_path):
     frozen = frozen_export(tmp_path, VAE(VaeConfig(), INFO, NET))
     frozen.objective = None  # what a vae_export/1 file loads as
-    with pytest.raises(ConfigError, match="trained by None"):
+    with pytest.raises(ValueError, match="records no stage-1 objective"):
         AvaeFinetune(AvaeFinetuneConfig(), INFO, NET, frozen)
+
+
+def test_finetune_weights_the_adversarial_term_onto_the_scale_of_l_vae_after_its_probe(tmp_path, monkeypatch):
+    method = finetune(tmp_path, vae_s_stage1(), balance_steps=3).train()
+    monkeypatch.setattr(method, "measure_accuracy", lambda real, recon: torch.tensor(0.6))  # both phases update
+    x = torch.rand(8, 1, 32, 32) * 2 - 1
+    scales, adversarial, weights = [], [], []
+    for _ in range(4):
+        method.discriminator_loss(x)
+        terms = method.vae_loss(x)
+        scales.append(method.vae_model.loss_scale(terms).item())
+        adversarial.append(terms["adversarial"].item())
+        weights.append(terms["adversarial_weight"].item())
+    assert weights[:2] == [1.0, 1.0]  # probing
+    expected = sum(scales[:3]) / sum(adversarial[:3])  # 004 §III: the same scale as L_VAE's largest component
+    assert weights[2] == pytest.approx(expected, rel=1e-5) and weights[3] == weights[2]
+    assert terms["loss"].item() == pytest.approx(terms["vae_loss"].item() + weights[3] * adversarial[3], rel=1e-5)
+    assert weights[3] > 10  # −log Dis(x̃) ~ 0.7 against per-image sums: unweighted it would barely act
+
+
+def test_the_control_row_is_the_stage1_objective_every_iteration_without_a_discriminator(tmp_path):
+    stage1 = vae_s_stage1()
+    control = finetune(tmp_path, stage1, adversarial=False).train()
+    assert [p.name for p in control.phases()] == ["vae"] and not hasattr(control, "discriminator")
+    x = torch.rand(8, 1, 32, 32) * 2 - 1
+    torch.manual_seed(3)
+    terms = control.vae_loss(x)
+    torch.manual_seed(3)
+    expected, _ = control.vae_model.vae_terms(x)
+    assert "gate" not in terms and terms["loss"].item() == pytest.approx(expected["loss"].item())
 
 
 # ------------------------------------------------------------------ pipeline: params, train_cell, resume
@@ -367,8 +429,8 @@ def image_params(iterations=6, **models):
                    "evaluate": ["vae", "vae_s", "lsr_gan", "avae_finetune", "avae_s"]}
     raw["models"] = {"vae": {"method": "vae", "lr": 0.001}, "vae_s": {"method": "vae_s", "balance_steps": 3,
                                                                      "lr": 0.001},
-                     "lsr_gan": {"method": "lsr_gan"}, "avae_finetune": {"method": "avae_finetune", "stage1": "vae"},
-                     "avae_s": {"method": "avae_finetune", "stage1": "vae_s"}, **models}
+                     "lsr_gan": {"method": "lsr_gan"}, "avae_finetune": {"method": "avae_finetune"},
+                     "avae_s": {"method": "avae_finetune"}, **models}
     return parse_params(raw)
 
 
@@ -385,8 +447,8 @@ def test_vae_s_killed_during_the_probe_resumes_to_the_same_weights(shapes_dir, t
     resumed = train_cell(params, "fashion_mnist", "vae_s", 0, shapes_dir, tmp_path / "b", tmp_path / "ck_b")
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
-    assert load_vae_export(tmp_path / "b" / "export.pt").objective["state"]["rec_weights"] == \
-        straight.rec_weights.tolist()
+    assert load_vae_export(tmp_path / "b" / "export.pt").objective["state"]["weights"] == \
+        straight.component_weights.tolist()
 
 
 @pytest.mark.parametrize("model,export", [("lsr_gan", "vae"), ("avae_finetune", "vae"), ("avae_s", "vae_s")])

@@ -1,6 +1,6 @@
 """004's adversarial fine-tuning (§II-B, Algorithm 1 second loop): "AVAE" on a plain VAE export
 and AVAE-S on a VAE-S export (SPEC §3.11). One method; which stage-1 objective it keeps
-minimising is read from the export, and `stage1` says which one the model expects.
+minimising is read from the export (the grid's `export` names the stage-1 model).
 
 The frozen export's encoder/decoder are copied into trainable networks. The decoder doubles
 as generator; the discriminator Dis (= P(real)) is the encoder with max pooling instead of
@@ -10,13 +10,17 @@ Each iteration first measures Dis's accuracy on the batch, then (Algorithm 1):
   if accuracy > 0.5: the VAE minimises L_VAE − log Dis(x̃).
 Algorithm 1 prints the VAE's adversarial term as "+ log Dis(X̃)"; minimised literally it would
 help the discriminator, so the generator-side term here is the non-saturating −log Dis(x̃) of
-004 eq. 12's min-max game.
+004 eq. 12's min-max game. Its weight follows 004 §III's rule that every loss component is on
+the same scale: the first `balance_steps` iterations probe −log Dis(x̃) (weight 1) and the
+largest weighted component of L_VAE, then the weight is fixed at their ratio (unweighted, a
+term near 0.7 beside an L_VAE in the thousands barely acts). `adversarial: false` is the
+iteration-matched control: the stage-1 objective trained on for the same iterations, every
+iteration, no discriminator, so a table separates "adversarial" from "more training".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
@@ -28,15 +32,17 @@ from pipeline.networks.architectures import build_pooled_discriminator
 
 @dataclass
 class AvaeFinetuneConfig:
-    """stage1: the stage-1 method the export must come from ('vae': 004's AVAE baseline, 'vae_s':
-    AVAE-S); dis_update_below / vae_update_above: accuracy gates of 004 Algorithm 1;
-    adversarial_weight: weight of −log Dis(x̃) in the VAE update (Algorithm 1: 1); lr, beta1,
-    beta2: Adam for both phases."""
+    """adversarial: train against the discriminator (false: the iteration-matched control, L_VAE
+    alone every iteration); dis_update_below / vae_update_above: accuracy gates of 004 Algorithm
+    1; adversarial_weight: weight of −log Dis(x̃) in the VAE update, or null to balance it onto
+    L_VAE's scale after a probe of `balance_steps` iterations (004 §III); lr, beta1, beta2: Adam
+    for both phases."""
 
-    stage1: Literal["vae", "vae_s"] = "vae"  # 004 §III: AVAE fine-tunes a VAE, AVAE-S a VAE-S
+    adversarial: bool = True  # false: the control row (no discriminator, no gate)
     dis_update_below: float = 0.7  # 004 Algorithm 1: update Dis while Accuracy_Dis < 0.7
     vae_update_above: float = 0.5  # 004 Algorithm 1: update the VAE while Accuracy_Dis > 0.5
-    adversarial_weight: float = 1.0  # 004 Algorithm 1: L_AVAE = L_VAE + (adversarial term)
+    adversarial_weight: float | None = None  # None: same scale as L_VAE's components (004 §III)
+    balance_steps: int = 100  # probe of the adversarial term (004 §III: one epoch)
     lr: float = 2e-4  # not given in 004; the pipeline's DCGAN default
     beta1: float = 0.5
     beta2: float = 0.999
@@ -44,8 +50,10 @@ class AvaeFinetuneConfig:
     def __post_init__(self) -> None:
         if not (0.0 <= self.vae_update_above <= 1.0 and 0.0 <= self.dis_update_below <= 1.0):
             raise ConfigError("params: 'models.*.dis_update_below' and 'vae_update_above' are accuracies in [0, 1]")
-        if self.adversarial_weight < 0 or self.lr <= 0:
-            raise ConfigError("params: 'models.*.adversarial_weight' must be >= 0 and 'lr' > 0")
+        if (self.adversarial_weight is not None and self.adversarial_weight < 0) or self.lr <= 0:
+            raise ConfigError("params: 'models.*.adversarial_weight' must be >= 0 (or null) and 'lr' > 0")
+        if self.balance_steps < 1:
+            raise ConfigError("params: 'models.*.balance_steps' must be >= 1")
 
 
 def stage1_from_export(vae, info, net) -> Method:
@@ -76,13 +84,23 @@ class AvaeFinetune(Method):
         super().__init__(config, info, net)
         if vae is None:
             raise ValueError("avae_finetune fine-tunes a stage-1 export: pass vae=load_vae_export(...)")
-        found = (vae.objective or {}).get("method")
-        if found != config.stage1:
-            raise ConfigError(f"params: 'models.*.stage1' = {config.stage1!r} but the export was trained by "
-                              f"{found!r}: list this model under grid.stage2.<a {config.stage1} model>")
         self.vae_model = stage1_from_export(vae, info, net)  # trainable encoder + decoder (+ its loss state)
-        self.discriminator = build_pooled_discriminator(vae.architecture, info, net)
+        if config.adversarial:
+            self.discriminator = build_pooled_discriminator(vae.architecture, info, net)
         self.register_buffer("dis_accuracy", torch.tensor(0.0))  # Accuracy_Dis of this iteration
+        fixed = config.adversarial_weight is not None
+        self.register_buffer("adversarial_weight", torch.tensor(config.adversarial_weight if fixed else 1.0))
+        self.register_buffer("probe_sums", torch.zeros(2))  # L_VAE's largest weighted component, −log Dis(x̃)
+        self.register_buffer("probe_steps", torch.tensor(config.balance_steps if fixed else 0))
+
+    @torch.no_grad()
+    def _probe(self, scale: torch.Tensor, adversarial: torch.Tensor) -> None:
+        """Accumulate both means; at the probe's end weight the adversarial term onto L_VAE's
+        scale  # 004 §III: all loss components in the same scale"""
+        self.probe_sums += torch.stack([scale, adversarial.detach()])
+        self.probe_steps += 1
+        if int(self.probe_steps) == self.config.balance_steps:
+            self.adversarial_weight.copy_(self.probe_sums[0] / self.probe_sums[1].clamp_min(1e-12))
 
     def measure_accuracy(self, logit_real: torch.Tensor, logit_recon: torch.Tensor) -> torch.Tensor:
         """Accuracy_Dis on real x and reconstructions x̃, before this iteration's update (004 Algorithm 1)."""
@@ -100,16 +118,23 @@ class AvaeFinetune(Method):
 
     def vae_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         terms, x_recon = self.vae_model.vae_terms(x)  # L_VAE of the stage-1 method
+        if not self.config.adversarial:
+            return terms  # the control: more stage-1 training
         adversarial = losses.gan_generator_loss(self.discriminator(x_recon))  # −log Dis(x̃)
+        if self.training and int(self.probe_steps) < self.config.balance_steps:
+            self._probe(self.vae_model.loss_scale(terms), adversarial)
         gate = (self.dis_accuracy > self.config.vae_update_above).float()  # 004 Algorithm 1
-        return {**terms, "loss": terms["loss"] + self.config.adversarial_weight * adversarial,
-                "vae_loss": terms["loss"], "adversarial": adversarial, "gate": gate}
+        return {**terms, "loss": terms["loss"] + self.adversarial_weight * adversarial,  # 004 eq. 11
+                "vae_loss": terms["loss"], "adversarial": adversarial,
+                "adversarial_weight": self.adversarial_weight.clone(), "gate": gate}
 
     def phases(self) -> list[Phase]:
         c = self.config
         betas = (c.beta1, c.beta2)
-        return [Phase("discriminator", [self.discriminator], self.discriminator_loss, c.lr, betas),
-                Phase("vae", [self.vae_model], self.vae_loss, c.lr, betas)]
+        vae = Phase("vae", [self.vae_model], self.vae_loss, c.lr, betas)
+        if not c.adversarial:
+            return [vae]
+        return [Phase("discriminator", [self.discriminator], self.discriminator_loss, c.lr, betas), vae]
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.vae_model.decoder(z)

@@ -58,6 +58,10 @@ class VAE(EncoderDecoderMethod):
     def vae_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.vae_terms(x)[0]
 
+    def loss_scale(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The larger weighted component of L_VAE (reconstruction or β·KL)."""
+        return torch.maximum(terms["recon"], self.config.beta * terms["kl"]).detach()
+
     def export_fields(self) -> dict:
         """What the frozen export records beside the weights: the architecture and the stage-1
         objective (method, config, fixed loss state), so 004's fine-tuning can rebuild L_VAE."""
