@@ -29,10 +29,10 @@ PUBLISHED = Path(__file__).with_name("published.yaml")
 TEST_DATA = "test data"  # a paper's "test data" / "Ground Truth" cell: the test split's own value
 NUM = r"(-?\d+(?:\.\d+)?(?:e-\d+)?)"
 CELL = re.compile(rf"{NUM}(?:\s*±\s*{NUM})?%*")
-LEGEND = (f"Ours: mean ± std over seeds (number of seeds), on the paper's scale. τ: Kendall's tau-b of our "
-          f"values against the paper's over the rows both hold; a flip is a pair the two order differently, ⚠ "
-          f"where Welch's t-test on our seeds survives Benjamini–Hochberg at q = {Q:g} across every pair compared "
-          f"in this view.")
+LEGEND = ("Ours: mean ± std over seeds (number of seeds; the test data row: over every cell), on the paper's "
+          "scale. τ: Kendall's tau-b of our values against the paper's over the rows both hold; a flip is a pair "
+          "the two order differently, ⚠ where Welch's t-test on our seeds survives Benjamini–Hochberg at "
+          f"q = {Q:g} across every pair compared in this view.")
 
 
 class PublishedError(ValueError):
@@ -123,12 +123,12 @@ def _cells(line: dict, table: dict, where: str) -> list[Cell]:
         raise PublishedError(f"{where}: {len(printed)} printed cells for {len(places)} places: give one cell per "
                              f"{'dataset' if 'datasets' in table else 'model'}")
     metric = _need(line, "metric", where)
-    name = " ".join(line["label"]) if "label" in line else metric
+    name = " ".join(line.get("label", []))
     if metric not in table["metrics"]:
         raise PublishedError(f"{where}: metric {metric!r} is not among the table's metrics {sorted(table['metrics'])}")
     out = []
     for (dataset, model), text in zip(places, printed):
-        ours = line.get("test_metric", metric) if model == TEST_DATA else metric
+        ours = line.get("test_metric") if model == TEST_DATA else metric
         group = (dataset, metric) if "datasets" in table else (dataset, metric, name)
         out.append(Cell(dataset, model, metric, ours, str(text), *parse_cell(text, where), group))
     return out
@@ -276,6 +276,11 @@ def order_checks(paper: Paper, results: Results) -> dict[tuple, Check]:
 # ---------------------------------------------------------------- rendering
 
 
+def tidy(printed: str) -> str:
+    """A printed cell without the text extraction's marks: '3.03e - 5' -> '3.03e-5', '0.25%%' -> '0.25%'."""
+    return re.sub(r"e\s*-\s*", "e-", printed).replace("%%", "%")
+
+
 def fmt_ours(ours: Ours, column: Column) -> str:
     if ours.status != "ok":
         return ours.status
@@ -306,12 +311,12 @@ def table_blocks(paper: Paper, table: Table, results: Results, checks: dict, df:
             row = [model]
             for m in metrics:
                 c = by.get((model, m))
-                row += ["", ""] if c is None else [c.printed, fmt_ours(results.ours(paper, c), table.columns[m])]
+                ours = "" if c is None or c.printed == "-" else fmt_ours(results.ours(paper, c), table.columns[m])
+                row += ["" if c is None else tidy(c.printed), ours]
             rows.append(row)
         header = ["model"] + [h for m in metrics for h in (f"{m} (paper)", "ours")]
         groups = dict.fromkeys(c.group for c in cells if (table.id, *c.group) in checks)
-        order = [f"{' '.join(g[1:2] + tuple(f'({x})' for x in g[2:]))}: {checks[(table.id, *g)].text()}"
-                 for g in groups]
+        order = [f"{g[1]}{f' ({g[2]})' if g[2:] and g[2] else ''}: {checks[(table.id, *g)].text()}" for g in groups]
         blocks += [("h", 3, dataset), ("table", header, rows), ("ul", order or ["order: no column has 2 rows run"])]
     notes = [f"{m} ({col.label}): paper scale {col.scale}; paper = {col.factor:g} × ours"
              + (f" + {col.offset:g}" if col.offset else "") + f" ({col.basis}). Protocol: {col.protocol}"

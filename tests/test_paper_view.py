@@ -86,7 +86,7 @@ def test_the_data_file_names_real_metrics_and_every_cell_reads():
     assert lsr[("lsr_gan_l0p5", "recon_accuracy")].value == 46.96
     t3 = {(c.model, c.metric): c for c in papers["avae_s"].tables[1].cells}
     assert t3[(TEST_DATA, "sharpness_laplace_recon")].our_metric == "sharpness_laplace_test"
-    assert t3[(TEST_DATA, "mse")].our_metric is None and t3[(TEST_DATA, "fid")].value is None
+    assert t3[(TEST_DATA, "mse")].our_metric is None and t3[(TEST_DATA, "fid")].our_metric is None
 
 
 def test_parse_cell_on_the_papers_notations():
