@@ -1,4 +1,4 @@
-"""Published vs ours: each seed paper's printed numbers (pipeline/published.yaml) beside our mean ± std
+"""Published vs ours: each seed paper's printed numbers (pipeline/published.py) beside our mean ± std
 over seeds, converted to the paper's scale (paper = factor × ours + offset), per table of the paper.
 
 Per column (a dataset and metric, or a printed line of a sweep) the view says whether our order of the
@@ -19,146 +19,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from pipeline.io import atomic_write_text
+from pipeline.published import PUBLISHED, TEST_DATA, Cell, Column, Paper, Table, load
 from pipeline.results import summarise
 from pipeline.significance import Q, Stats, bh_significant, format_p, welch_p
 
-PUBLISHED = Path(__file__).with_name("published.yaml")
-TEST_DATA = "test data"  # a paper's "test data" / "Ground Truth" cell: the test split's own value
-NUM = r"(-?\d+(?:\.\d+)?(?:e-\d+)?)"
-CELL = re.compile(rf"{NUM}(?:\s*±\s*{NUM})?%*")
 LEGEND = ("Ours: mean ± std over seeds (number of seeds; the test data row: over every cell), on the paper's "
           "scale. τ: Kendall's tau-b of our values against the paper's over the rows both hold; a flip is a pair "
           "the two order differently, ⚠ where Welch's t-test on our seeds survives Benjamini–Hochberg at "
           f"q = {Q:g} across every pair compared in this view.")
-
-
-class PublishedError(ValueError):
-    """pipeline/published.yaml does not say what the paper view needs."""
-
-
-@dataclass(frozen=True)
-class Column:
-    """One of our metrics in a paper's table: the paper's label, scale, conversion, and protocol."""
-
-    metric: str
-    label: str
-    scale: str
-    factor: float
-    offset: float
-    basis: str
-    protocol: str
-
-    def to_paper(self, s: Stats) -> Stats:
-        """Our mean ± std on the paper's scale: paper = factor × ours + offset."""
-        return Stats(s.mean * self.factor + self.offset, s.std * abs(self.factor), s.n)
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One printed number: where it sits, our names for it, its value and ± (None where not a number)."""
-
-    dataset: str
-    model: str
-    metric: str
-    our_metric: str | None  # None: no metric of ours measures it
-    printed: str
-    value: float | None
-    spread: float | None
-    group: tuple  # (dataset, metric[, printed line]): cells of a group are ordered against each other
-
-
-@dataclass(frozen=True)
-class Table:
-    id: str
-    caption: str
-    spread: str
-    columns: dict[str, Column]
-    cells: tuple[Cell, ...]
-
-
-@dataclass(frozen=True)
-class Paper:
-    name: str
-    seed: str
-    title: str
-    training: str
-    note: str
-    aliases: dict[str, list[str]]
-    external: tuple[str, ...]
-    tables: tuple[Table, ...]
-
-
-def parse_cell(text: str, where: str) -> tuple[float | None, float | None]:
-    """'0.06 ± 0.00' -> (0.06, 0.0); '3.03e - 5 ± 2.44e - 7' -> (3.03e-05, 2.44e-07); '45.2 ± 0.21%' ->
-    (45.2, 0.21); '-' or words ('Model Collapse') -> (None, None)."""
-    t = re.sub(r"e\s*-\s*", "e-", str(text).strip())
-    if m := CELL.fullmatch(t):
-        return float(m[1]), None if m[2] is None else float(m[2])
-    if t == "-" or re.fullmatch(r"[A-Za-z ]+", t):
-        return None, None
-    raise PublishedError(f"{where}: cannot read the printed cell {text!r}: write 'value', 'value ± spread', "
-                         "'-' or words")
-
-
-def _need(entry: dict, key: str, where: str):
-    if key not in entry:
-        raise PublishedError(f"{where}: '{key}' is missing; see the key list at the top of {PUBLISHED.name}")
-    return entry[key]
-
-
-def _cells(line: dict, table: dict, where: str) -> list[Cell]:
-    printed = _need(line, "printed", where)
-    if "datasets" in table:
-        places = [(d, _need(line, "model", where)) for d in table["datasets"]]
-    else:
-        dataset = line.get("dataset", table.get("dataset"))
-        models = line.get("models", [line.get("model")])
-        if dataset is None or None in models:
-            raise PublishedError(f"{where}: give the line 'model' or 'models' and the table or line a 'dataset'")
-        places = [(dataset, m) for m in models]
-    if len(places) != len(printed):
-        raise PublishedError(f"{where}: {len(printed)} printed cells for {len(places)} places: give one cell per "
-                             f"{'dataset' if 'datasets' in table else 'model'}")
-    metric = _need(line, "metric", where)
-    name = " ".join(line.get("label", []))
-    if metric not in table["metrics"]:
-        raise PublishedError(f"{where}: metric {metric!r} is not among the table's metrics {sorted(table['metrics'])}")
-    out = []
-    for (dataset, model), text in zip(places, printed):
-        ours = line.get("test_metric") if model == TEST_DATA else metric
-        group = (dataset, metric) if "datasets" in table else (dataset, metric, name)
-        out.append(Cell(dataset, model, metric, ours, str(text), *parse_cell(text, where), group))
-    return out
-
-
-def _table(entry: dict, where: str) -> Table:
-    columns = {m: Column(m, *(str(_need(c, k, f"{where}.metrics.{m}")) for k in ("label", "scale")),
-                         float(_need(c, "factor", f"{where}.metrics.{m}")), float(c.get("offset", 0.0)),
-                         str(c.get("basis", "")), str(c.get("protocol", "")))
-               for m, c in _need(entry, "metrics", where).items()}
-    lines = enumerate(_need(entry, "lines", where))
-    cells = [c for i, line in lines for c in _cells(line, entry, f"{where}.lines[{i}]")]
-    return Table(str(_need(entry, "id", where)), str(entry.get("caption", "")), str(entry.get("spread", "")),
-                 columns, tuple(cells))
-
-
-def load(path: str | Path = PUBLISHED) -> dict[str, Paper]:
-    """Every paper of the data file; a malformed entry raises PublishedError naming it."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError as e:
-        raise PublishedError(f"{path}: not valid YAML ({e})") from None
-    papers = {}
-    for name, p in (_need(raw or {}, "papers", str(path)) or {}).items():
-        where = f"{path}: papers.{name}"
-        tables = tuple(_table(t, f"{where}.tables[{i}]") for i, t in enumerate(_need(p, "tables", where)))
-        papers[name] = Paper(name, str(_need(p, "seed", where)), str(_need(p, "title", where)),
-                             str(p.get("training", "")), str(p.get("note", "")), dict(p.get("aliases") or {}),
-                             tuple(p.get("external") or ()), tables)
-    return papers
 
 
 # ---------------------------------------------------------------- ours

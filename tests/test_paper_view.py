@@ -1,5 +1,6 @@
-"""pipeline/paper_view.py and pipeline/published.yaml: the papers' numbers as printed, the scale
-conversion, the order agreement, the rendered view, and the aggregate stage writing it."""
+"""pipeline/published.yaml (read by pipeline/published.py) and pipeline/paper_view.py: the papers'
+numbers as printed, the scale conversion, the order agreement, the rendered view, and the aggregate
+stage writing it."""
 
 import math
 import re
@@ -10,14 +11,15 @@ import pytest
 import yaml
 
 from pipeline import paper_view, report, results
-from pipeline.paper_view import TEST_DATA, Column, PublishedError, Results, load, order_checks, parse_cell
+from pipeline.paper_view import Results, order_checks
+from pipeline.published import PUBLISHED, TEST_DATA, Column, PublishedError, load, parse_cell
 from pipeline.significance import Stats
 
 ROOT = Path(__file__).resolve().parents[1]
 # the seed papers sit in ../shared/seeds beside the main checkout (one level further up from a worktree)
 SEEDS = next((p for p in (ROOT.parent / "shared" / "seeds", ROOT.parents[1] / "shared" / "seeds") if p.is_dir()),
              ROOT.parent / "shared" / "seeds")
-RAW = yaml.safe_load(paper_view.PUBLISHED.read_text())["papers"]
+RAW = yaml.safe_load(PUBLISHED.read_text())["papers"]
 
 
 def flat(text: str) -> str:
@@ -182,7 +184,7 @@ def test_the_view_shows_not_run_aliases_statuses_and_the_test_split():
 
 
 def test_a_malformed_data_file_is_named(tmp_path):
-    good = yaml.safe_load(paper_view.PUBLISHED.read_text())
+    good = yaml.safe_load(PUBLISHED.read_text())
 
     def broken(edit) -> Path:
         raw = yaml.safe_load(yaml.safe_dump(good))
@@ -195,7 +197,9 @@ def test_a_malformed_data_file_is_named(tmp_path):
                                                         r"places: give one cell per dataset"),
              (lambda t: t["lines"][1].update(metric="psnr"), r"lines\[1\]: metric 'psnr' is not among"),
              (lambda t: t["metrics"]["mse"].pop("factor"), r"tables\[0\].metrics.mse: 'factor' is missing"),
-             (lambda t: t["lines"][2]["printed"].__setitem__(0, "12,5"), r"cannot read the printed cell '12,5'")]
+             (lambda t: t["lines"][2]["printed"].__setitem__(0, "12,5"), r"cannot read the printed cell '12,5'"),
+             (lambda t: t["lines"][3].update(test_metirc="x"), r"lines\[3\]: unknown key\(s\) \['test_metirc'\]"),
+             (lambda t: t["metrics"].update(fid=[1]), r"metrics.fid: expected a mapping")]
     for edit, message in cases:
         with pytest.raises(PublishedError, match=message):
             load(broken(edit))
