@@ -224,6 +224,12 @@ def test_aggregate_writes_the_paper_views_and_the_report_shows_them(tmp_path):
     assert "<h2>Paper view: published vs ours</h2>" in page and "<summary><b>avae</b>" in page
     assert "<td>0.324 ± 0.0057 (2)</td>" in page
 
+    faces = [results.write_metrics(frame({"gan": [0.6]}, dataset="celeba", metric="diversity_test"),
+                                   tmp_path / "celeba.parquet")]  # α-GAN prints only the test split's own values
+    results.aggregate(faces, tmp_path / "out", ["gan"])
+    assert sorted(p.name for p in papers.iterdir()) == ["alpha_gan.md", "avae.md", "index.md"]  # avae: gan, celeba
+    assert "| test data | 0.621 | 0.6 (1 seed) |" in (papers / "alpha_gan.md").read_text()
+
     other = [results.write_metrics(frame({"vae": [0.01]}, dataset="fashion_mnist"), tmp_path / "fm.parquet")]
     results.aggregate(other, tmp_path / "out", ["vae"])  # no paper dataset: the old views go, the index stays
     assert sorted(p.name for p in papers.iterdir()) == ["index.md"]
