@@ -111,8 +111,9 @@ class Check:
     pairs: tuple[Pair, ...]
 
     def text(self) -> str:
-        if self.n < 2:
-            return f"fewer than 2 rows run ({self.n}): nothing to order"
+        if self.n < 2 or not self.pairs:
+            return f"fewer than 2 rows run ({self.n}): nothing to order" if self.n < 2 else \
+                f"the paper prints the {self.n} rows run as equal: nothing to order"
         tau = "τ —" if self.tau is None else f"τ {self.tau:.2f}"
         flips = [p for p in self.pairs if p.flipped]
         if not flips:
@@ -131,7 +132,7 @@ def order_checks(paper: Paper, results: Results) -> dict[tuple, Check]:
         for cell in table.cells:
             ours = results.ours(paper, cell)
             if cell.value is not None and cell.model != TEST_DATA and ours.status == "ok":
-                groups.setdefault(cell.group, []).append((cell, ours.stats))
+                groups.setdefault(cell.group, []).append((cell, table.columns[cell.metric].to_paper(ours.stats)))
         for group, rows in groups.items():
             pairs = tuple(Pair(a.model, b.model, (a.value - b.value) * (sa.mean - sb.mean) < 0, welch_p(sa, sb))
                           for i, (a, sa) in enumerate(rows) for b, sb in rows[i + 1:] if a.value != b.value)

@@ -153,6 +153,8 @@ def test_order_agreement_same_order_one_flip_a_missing_row_and_paper_ties():
     ties = mse_check({"vae": [0.012, 0.013], "avae_a": [0.03, 0.031], "avae_b": [0.02, 0.021]})
     assert ties.n == 3 and {(p.a, p.b) for p in ties.pairs} == {("vae", "avae_a"), ("vae", "avae_b")}  # 0.09 = 0.09
     assert not any(p.flipped for p in ties.pairs)
+    tied = mse_check({"avae_a": [0.03, 0.031], "avae_b": [0.02, 0.021]})
+    assert tied.text() == "the paper prints the 2 rows run as equal: nothing to order"
 
 
 def test_the_view_shows_not_run_aliases_statuses_and_the_test_split():
