@@ -1,7 +1,8 @@
 """Reports from the long-format results: metrics/table.md (AVAE-Table-1 style: mean ± std over
-seeds, best per column in bold) and a self-contained metrics/report.html (opens from disk:
-tables, bar charts per metric, LSR-GAN-style β/λ sweep curves, and for every cell its sample
-grid, reconstructions, interpolation strip and latent traversals, all inlined as base64 PNG).
+seeds, best per column in bold) and a self-contained metrics/report.html (opens from disk: the
+paper view of pipeline/paper_view.py, tables, bar charts per metric, LSR-GAN-style β/λ sweep
+curves, and for every cell its sample grid, reconstructions, interpolation strip and latent
+traversals, all inlined as base64 PNG).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from pipeline import paper_view  # noqa: E402
 from pipeline.io import atomic_write_text  # noqa: E402
+from pipeline.results import summarise  # noqa: E402
 
 LOWER_IS_BETTER = {"mse", "lpips", "fid", "fid_64", "fid_192", "fid_768", "kid", "fid_seeded", "fid_random",
                    "kid_seeded", "kid_random", "fd_classifier", "fd_data", "recon_variance"}
@@ -66,12 +69,6 @@ class Entry:
 def fmt(mean: float, std: float) -> str:
     digits = 2 if abs(mean) >= 10 else 4 if abs(mean) < 0.1 else 3
     return f"{mean:.{digits}f} ± {0.0 if math.isnan(std) else std:.{digits}f}"
-
-
-def summarise(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and count over seeds of every ok metric per (dataset, variant, metric)."""
-    ok = df[df["status"] == "ok"]
-    return ok.groupby(["dataset", "variant", "metric"])["value"].agg(["mean", "std", "count"]).reset_index()
 
 
 def ordered_variants(df: pd.DataFrame, order: list[str]) -> list[str]:
@@ -324,6 +321,7 @@ def html_report(df: pd.DataFrame, order: list[str], evals_dir: Path | None = Non
     revs = ", ".join(sorted(set(df["git_rev"])))
     parts.append(f"<p class='note'>{df[['dataset', 'variant', 'seed']].drop_duplicates().shape[0]} cells, "
                  f"{len(df)} metric rows; code revision(s): {html.escape(revs)}. {html.escape(FOOTNOTE)}</p>")
+    parts.append(paper_view.html_section(df))
     for dataset in dict.fromkeys(df["dataset"]):
         sub = df[df["dataset"] == dataset]
         parts.append(f"<h2>{html.escape(dataset)} — mean ± std over {sub['seed'].nunique()} seed(s)</h2>")

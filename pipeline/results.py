@@ -1,6 +1,7 @@
 """Long-format metric rows: the Parquet schema, validated writes, and aggregation into
 metrics/results.parquet, metrics/summary.json (for `dvc metrics show/diff`) and
-metrics/table.md (AVAE Table 1 layout, mean ± std over seeds)."""
+metrics/table.md (AVAE Table 1 layout, mean ± std over seeds) and metrics/papers/ (the papers' published
+numbers beside ours)."""
 
 from __future__ import annotations
 
@@ -109,6 +110,12 @@ def collect(files: list[Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def summarise(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std and count over seeds of every ok metric per (dataset, variant, metric)."""
+    ok = df[df["status"] == "ok"]
+    return ok.groupby(["dataset", "variant", "metric"])["value"].agg(["mean", "std", "count"]).reset_index()
+
+
 def summary_json(summary: pd.DataFrame) -> dict:
     """{dataset: {variant: {metric: {mean, std, n}}}} for `dvc metrics show/diff` and `python -m pipeline diff`."""
     out: dict = {}
@@ -120,13 +127,15 @@ def summary_json(summary: pd.DataFrame) -> dict:
 
 
 def aggregate(files: list[Path], out_dir: str | Path, order: list[str]) -> pd.DataFrame:
-    """Write results.parquet, summary.json and table.md under out_dir from per-cell files."""
-    from pipeline import report
+    """Write results.parquet, summary.json, table.md and papers/ (published vs ours, pipeline/paper_view.py)
+    under out_dir from per-cell files."""
+    from pipeline import paper_view, report
 
     out_dir = Path(out_dir)
     df = collect(files)
     write_metrics(df, out_dir / "results.parquet")
-    atomic_write_json(out_dir / "summary.json", summary_json(report.summarise(df)))
+    atomic_write_json(out_dir / "summary.json", summary_json(summarise(df)))
     atomic_write_text(out_dir / "table.md", report.markdown(df, order))
+    paper_view.write_views(df, out_dir / "papers")
     return df
 
