@@ -152,8 +152,9 @@ def run_stage_here(root: Path, name: str, orch: OrchestrationConfig, sources: di
             return row(call, "skipped", host=record["ran_on"])
         resume = remote.pull_resume_state(name)
         step = newest_step(root, resume)
-        log(f"{call.label}: resuming from step {step} pushed to the DVC remote" if step else
-            f"{call.label}: no resume state in the DVC remote, starting from step 0")
+        if resume:
+            log(f"{call.label}: resuming from step {step} pushed to the DVC remote" if step else
+                f"{call.label}: no checkpoint in the DVC remote, starting from step 0")
         with pushing_checkpoints(remote, resume, log):
             result = execute_stage(call, str(root), HostSlots.detect(orch, root / SLOTS_DIR), orch.inline_on_cpu, log)
         record = remote.publish(name, {"device": result["device"], "time_s": result["time_s"],

@@ -37,6 +37,7 @@ LOCK_PREFIX = "dvc-stage:"  # global concurrency limit of a stage: LOCK_PREFIX +
 AUTOMATION = "dvc-stage: crash silent stage runs"
 MIN_HEARTBEAT_S = 30  # Prefect's lowest PREFECT_FLOWS_HEARTBEAT_FREQUENCY
 MIN_LEASE_S = 60  # Prefect's shortest concurrency lease
+PAGE = 200  # flow runs per API read (the server's default limit)
 
 
 def heartbeat_s(cfg: OrchestrationConfig) -> int:
@@ -143,10 +144,11 @@ class PrefectLauncher:
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
         from prefect.types._datetime import now
 
-        if not run_ids:
-            return {}
+        runs = []
         with get_client(sync_client=True) as client:
-            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(i) for i in run_ids])))
+            for i in range(0, len(run_ids), PAGE):
+                ids = [UUID(r) for r in run_ids[i:i + PAGE]]
+                runs += client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=PAGE)
         found = {}
         for run in runs:
             state = run.state
