@@ -1,9 +1,11 @@
 """`python -m pipeline <command>`: the entry points the DVC stages call, plus tools.
 
 Commands: prepare, train (stage 1 and stage 2 alike), train-classifier, evaluate,
-aggregate, report (report.html), toy (AVAE §5.1 toy experiment: Fig. 6 PNG + JSON), diff (metric changes between revisions, Markdown), pr-report
-(the pull-request report: metric and params diff, paper orderings that changed, sample grids), metrics
-(registered metrics), grid (the whole grid through Prefect), data (datasets: raw files and prepared sizes), methods (registered methods, one per line), weights (where the metric weights
+aggregate, report (report.html), toy (AVAE §5.1 toy experiment: Fig. 6 PNG + JSON), diff (metric changes between
+revisions, Markdown), pr-report (the pull-request report: metric and params diff, paper orderings that changed,
+sample grids), metrics (registered metrics), grid (the whole grid through Prefect), worker (a host's Prefect worker
+for a grid spread over hosts), data (datasets: raw files and prepared sizes), methods (registered methods, one per
+line), weights (where the metric weights
 are looked for), check (validate params.yaml).
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 from pathlib import Path
 
@@ -112,6 +115,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", nargs="+", type=int, help="part of grid.seeds (default: all)")
     s.add_argument("--models", nargs="+", help="part of the grid's models (default: all)")
     s.add_argument("--no-aggregate", action="store_true", help="skip the aggregate stage")
+    s.add_argument("--spread", action="store_true", help="each stage a flow run of stage/one-stage on any worker "
+                   "of its pool, outputs through the DVC remote (needs a Prefect server: PREFECT_API_URL)")
+
+    s = sub.add_parser("worker", help="this host's Prefect worker, in this checkout: stage runs, as many at once as "
+                       "it has device slots (GPUs x orchestration.cells_per_gpu, or cpu_slots), heartbeats for "
+                       "lost-host detection; --grid: grid and cell runs (the aggregating host)")
+    s.add_argument("--pool", default="gpu-hosts", help="work pool (default: gpu-hosts)")
+    s.add_argument("--grid", action="store_true", help="take the grid and cell runs (work queue grid) instead")
     return p
 
 
@@ -195,7 +206,21 @@ def run(args: argparse.Namespace) -> int:
         from pipeline.flows import grid_flow
 
         grid_flow(datasets=args.datasets, seeds=args.seeds, models=args.models, params_file=args.params,
-                  aggregate=not args.no_aggregate)
+                  aggregate=not args.no_aggregate, spread=args.spread)
+    elif args.command == "worker":
+        from pipeline.devices import slot_devices
+        from pipeline.prefect_runs import worker_command
+
+        checkout = Path(__file__).resolve().parents[1]
+        if args.grid:
+            argv, env = worker_command(args.pool, "grid", None, params.orchestration, checkout)
+            print(f"worker for {args.pool}/grid in {checkout}: grid and cell runs", flush=True)
+        else:
+            slots = slot_devices(params.orchestration)
+            argv, env = worker_command(args.pool, "cells", len(slots), params.orchestration, checkout)
+            print(f"worker for {args.pool}/cells in {checkout}: {len(slots)} stage run(s) at once on {slots}",
+                  flush=True)
+        os.execvpe(argv[0], argv, env)
     return 0
 
 

@@ -355,7 +355,7 @@ class ClassifierConfig:
 
 @dataclass
 class OrchestrationConfig:
-    """Prefect orchestration of the grid (pipeline/flows.py); no stage reads it.
+    """Prefect orchestration of the grid (pipeline/flows.py, pipeline/hosts.py); no stage reads it.
 
     retries: extra attempts of a failing stage before its cells are recorded as failed;
     retry_delay_s: seconds between attempts; devices: GPU ids given to concurrent tasks, one
@@ -364,7 +364,9 @@ class OrchestrationConfig:
     --packing N` measures the gain and the memory of N packed seeds); cpu_slots:
     tasks at a time on a host without GPUs (1 = the cells in sequence); inline_on_cpu: with a
     single CPU slot, run each stage's command in the flow's own process instead of a new
-    interpreter (GPU slots always get their own process, for CUDA_VISIBLE_DEVICES).
+    interpreter (GPU slots always get their own process, for CUDA_VISIBLE_DEVICES);
+    lost_after_s: on a grid spread over hosts (pipeline/hosts.py), a stage run without a
+    heartbeat for this long lost its host: it is marked Crashed and run again elsewhere.
     """
 
     retries: int = 1  # a transient fault (OOM, preempted node) gets one more attempt
@@ -373,12 +375,15 @@ class OrchestrationConfig:
     cells_per_gpu: int = 1  # tasks sharing one GPU at once (packed cells: the small nets leave a GPU idle)
     cpu_slots: int = 1  # without GPUs: concurrent tasks (1 = in sequence)
     inline_on_cpu: bool = True  # one CPU slot: run stages in the flow's process (no interpreter start per stage)
+    lost_after_s: float = 90.0  # silent this long = host lost (3 heartbeats of 30 s, Prefect's shortest period)
 
     def __post_init__(self) -> None:
         require(self.retries >= 0, "orchestration.retries", f"= {self.retries} must be >= 0")
         require(self.retry_delay_s >= 0, "orchestration.retry_delay_s", "must be >= 0")
         require(self.cpu_slots >= 1, "orchestration.cpu_slots", f"= {self.cpu_slots} must be >= 1")
         require(self.cells_per_gpu >= 1, "orchestration.cells_per_gpu", f"= {self.cells_per_gpu} must be >= 1")
+        require(self.lost_after_s >= 45, "orchestration.lost_after_s", f"= {self.lost_after_s} must be >= 45 "
+                "(1.5 x Prefect's shortest heartbeat period, 30 s)")
         ids = [d.strip() for d in self.devices.split(",")]
         require(self.devices == "auto" or all(d.isdigit() for d in ids), "orchestration.devices",
                 f"= {self.devices!r}; use auto or comma-separated GPU ids such as '0,1'")

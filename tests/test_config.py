@@ -7,9 +7,16 @@ from pipeline.config import ConfigError, load_params, parse_params
 from tests.conftest import ROOT, tiny_params
 
 
-def test_repository_params_files_are_valid():
-    load_params(ROOT / "params.yaml")
-    load_params(ROOT / "params" / "paper.yaml")
+PAPER_FILES = sorted((ROOT / "params").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", [ROOT / "params.yaml", *PAPER_FILES], ids=lambda p: p.name)
+def test_repository_params_files_are_valid(path):
+    load_params(path)
+
+
+def test_there_is_a_params_file_per_paper():
+    assert {p.stem for p in PAPER_FILES} >= {"avae", "alpha_gan", "lsr_gan", "avae_s"}
 
 
 def test_unknown_key_is_named_with_allowed_keys():

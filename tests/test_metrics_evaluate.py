@@ -274,7 +274,7 @@ def test_fine_tuned_models_get_every_decoder_metric_and_strip(stage1, image_prep
     from tests.test_methods_two_stage import frozen_export
 
     source = build(stage1, image_prepared.info)
-    method = AvaeFinetune(AvaeFinetuneConfig(stage1=stage1), image_prepared.info, TINY_NET,
+    method = AvaeFinetune(AvaeFinetuneConfig(), image_prepared.info, TINY_NET,
                           frozen_export(tmp_path, source)).eval()
     out = tmp_path / "cell"
     rows = rows_by_metric(evaluate.CellEvaluator(method, image_prepared, cfg(tmp_path, metrics=["recon_variance", "kl"]),

@@ -1,0 +1,138 @@
+"""Running one DVC stage's command on a device slot, its output handed to a logger line by line.
+
+The command is the one in dvc.yaml (`python -m stages.X ...`), so a stage run here writes
+what `dvc repro` writes. On a GPU slot it runs in its own process with CUDA_VISIBLE_DEVICES
+set to the slot's GPU; on the single CPU slot of a host without GPUs it can run in the
+calling process (no interpreter start-up per stage).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import runpy
+import shlex
+import subprocess
+import sys
+import time
+import traceback
+from collections import deque
+from pathlib import Path
+from typing import Callable
+
+from pipeline.config import require
+from pipeline.plan import StageCall, target
+
+
+class StageFailed(RuntimeError):
+    """A stage's command exited with an error; the message carries its last output lines."""
+
+
+class LineLog(io.TextIOBase):
+    """A text stream that hands each finished line to `log` (tqdm's \r redraws: the last one)."""
+
+    def __init__(self, log: Callable[[str], None], tail: deque):
+        self.log, self.tail, self.buffer = log, tail, ""
+
+    def write(self, text: str) -> int:
+        self.buffer += text
+        *lines, self.buffer = self.buffer.split("\n")
+        for line in lines:
+            line = line.split("\r")[-1].rstrip()
+            if line:
+                self.tail.append(line)
+                self.log(line)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.buffer.strip():
+            self.write("\n")
+
+
+def stage_command(call: StageCall) -> list[str]:
+    """The stage's command with `python` bound to this interpreter (the worker's environment)."""
+    argv = list(call.argv)
+    if argv and argv[0] in ("python", "python3"):
+        argv[0] = sys.executable
+    return argv
+
+
+def run_in_process(argv: list[str], root: str, out: LineLog) -> int:
+    """Run `python -m <module> args` in this interpreter (no start-up cost); its exit status."""
+    require(len(argv) >= 3 and argv[1] == "-m", "dvc.yaml cmd", f"{shlex.join(argv)} is not `python -m <module> ...`")
+    saved = sys.argv, os.getcwd()
+    sys.argv = [argv[2], *argv[3:]]
+    os.chdir(root)
+    if root not in sys.path:  # `python -m` would put the working directory first
+        sys.path.insert(0, root)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            runpy.run_module(argv[2], run_name="__main__", alter_sys=False)
+        return 0
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except Exception:  # as the interpreter would: the traceback on stderr, status 1
+        out.write(traceback.format_exc())
+        return 1
+    finally:
+        out.flush()
+        sys.argv = saved[0]
+        os.chdir(saved[1])
+
+
+def run_in_subprocess(argv: list[str], root: str, device: str | None, out: LineLog) -> int:
+    """Run the command in its own process, seeing only GPU `device` when one is given; its exit status."""
+    env = dict(os.environ)
+    if device is not None:
+        env["CUDA_VISIBLE_DEVICES"] = device
+    with subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          errors="replace") as proc:
+        for line in proc.stdout:
+            out.write(line)
+        code = proc.wait()
+    out.flush()
+    return code
+
+
+def execute_stage(call: StageCall, root: str, devices, inline_on_cpu: bool, log: Callable[[str], None]) -> dict:
+    """Run one stage's command on a free slot of `devices` (a DevicePool or HostSlots): in its
+    own process with CUDA_VISIBLE_DEVICES set to the slot's GPU, or, on the single CPU slot of a
+    host without GPUs and with `inline_on_cpu`, in this process. Returns the stage's summary
+    row (status, seconds, device); raises StageFailed on a non-zero exit status."""
+    if call.up_to_date:
+        log(f"{call.label}: up to date ({call.name}), skipped")
+        return {"stage": call.name, "label": call.label, "status": "skipped", "time_s": 0.0, "device": ""}
+    with devices.acquire() as device:
+        inline = device is None and inline_on_cpu and len(devices.devices) == 1
+        where = f"GPU {device}" if device is not None else "CPU" + (" (in process)" if inline else "")
+        log(f"{call.label}: running on {where}: {shlex.join(call.argv)}")
+        tail: deque[str] = deque(maxlen=15)
+        out = LineLog(lambda line: log(f"{call.label} | {line}"), tail)
+        t0 = time.perf_counter()
+        if inline:
+            code = run_in_process(list(call.argv), root, out)
+        else:
+            code = run_in_subprocess(stage_command(call), root, device, out)
+        seconds = time.perf_counter() - t0
+    if code != 0:
+        raise StageFailed(f"{call.name} exited with status {code}: " + " / ".join(list(tail)[-3:]))
+    log(f"{call.label}: done in {seconds:.1f} s")
+    return {"stage": call.name, "label": call.label, "status": "done", "time_s": round(seconds, 2),
+            "device": device or "cpu"}
+
+
+def dvc_commit(root: str | Path, names: list[str]) -> list[str]:
+    """Record the stages' current deps and outputs in dvc.lock, once for the whole grid;
+    returns one error line per stage DVC refused."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    errors = []
+    with Repo(str(root)) as repo:
+        for name in names:
+            try:
+                repo.commit(target(root, name), force=True)
+            except DvcException as e:
+                errors.append(f"dvc commit {name}: {e}")
+    return errors
