@@ -36,7 +36,6 @@ from pipeline.training import Trainer, resolve_device
 DEVICE_PEAK = {"H100": (989e12, 67e12), "H200": (989e12, 67e12), "A100": (312e12, 19.5e12),
                "L40S": (362e12, 91.6e12), "RTX 4090": (165e12, 82.6e12)}
 # AVAE Table 1: 7 rows x 5 datasets x 5 seeds x 5e4 iterations, FID on 50,000 samples
-PAPER_GRID = {"rows": 7, "datasets": 5, "seeds": 5, "iterations": 50_000, "fid_samples": 50_000}
 
 ALL_OFF = {"channels_last": False, "autocast": "off", "fused_optimizer": False, "compile": False}
 ALL_ON_GPU = {"channels_last": True, "autocast": "bf16", "fused_optimizer": True, "compile": True}
@@ -202,21 +201,25 @@ def time_packed(model: str, params_path: str, resolution: int, channels: int, se
     return {"single_it_s": single, "packed_it_s": packed, "ratio": packed / single, "packed_peak_bytes": memory}
 
 
-def project(rows: list[dict], extractors: dict | None = None) -> dict:
-    """Device-hours of the AVAE Table 1 grid from the measured rates: training (iterations at
-    the fast settings) and metrics (generating fid_samples per cell, resizing them to 299 px
-    and extracting Inception and classifier features; each dataset's real statistics once)."""
-    cells = PAPER_GRID["rows"] * PAPER_GRID["datasets"] * PAPER_GRID["seeds"]
-    train_s = cells * np.mean([PAPER_GRID["iterations"] / r["fast"]["it_s"] for r in rows])
-    out = {"train_h": train_s / 3600}
+def project(params: Params, rows: list[dict], extractors: dict | None = None) -> dict:
+    """Device-hours of the params file's grid from the measured rates: training (each trained
+    cell's iterations, per dataset as params resolve them, at its model's fast rate; a model
+    not timed takes the mean rate) and metrics (generating evaluate.n_samples per evaluated
+    cell, resizing them to 299 px and extracting Inception and classifier features; each
+    dataset's real statistics once)."""
+    g = params.grid
+    rate = {r["model"]: r["fast"]["it_s"] for r in rows}
+    mean_rate = float(np.mean(list(rate.values())))
+    train_s = len(g.seeds) * sum(params.model(m, d).train.iterations / rate.get(m, mean_rate)
+                                 for d in g.datasets for m in [*g.pretrain, *g.baselines, *g.stage2_models])
+    out = {"train_h": train_s / 3600, "cells": len(g.datasets) * len(g.seeds) * len(g.evaluate)}
     if extractors:
         per_image_s = 1 / extractors["inception_img_s"] + 1 / extractors["classifier_img_s"]
         gen_s = np.mean([1 / r["gen_img_s"] for r in rows])
         resize_s = 1 / extractors["resize299_img_s"]  # one CPU core per process, not overlapped with the GPU
-        n = PAPER_GRID["fid_samples"]
-        out["metrics_h"] = (cells * n * (gen_s + per_image_s + resize_s)
-                            + PAPER_GRID["datasets"] * n * (per_image_s + resize_s)) / 3600
-        out["resize_h"] = (cells + PAPER_GRID["datasets"]) * n * resize_s / 3600
+        n, cells, datasets = params.evaluate.n_samples, out["cells"], len(g.datasets)
+        out["metrics_h"] = (cells * n * (gen_s + per_image_s + resize_s) + datasets * n * (per_image_s + resize_s)) / 3600
+        out["resize_h"] = (cells + datasets) * n * resize_s / 3600
     out["total_h"] = out["train_h"] + out.get("metrics_h", 0.0)
     return out
 
@@ -277,7 +280,7 @@ def table(rows: list[dict], speed: dict, device: torch.device) -> str:
 def main(params: Params, params_path: str, models: list[str] | None, resolution: int, channels: int,
          steps: int, warmup: int, all_on: bool, packing: int, as_json: bool, plain_only: bool,
          each: bool = False) -> int:
-    models = models or [m for m in params.grid.evaluate if m in params.models]
+    models = models or [m for m in params.grid.models if m in params.models]
     device = resolve_device(params.train.device)
     fields = ALL_OFF.keys()
     speed = dict(ALL_ON_GPU) if all_on else {k: getattr(params.train, k) for k in fields}
@@ -292,11 +295,11 @@ def main(params: Params, params_path: str, models: list[str] | None, resolution:
     print("\nevaluation feature paths (images/s, batch = evaluate.batch_size): " +
           ", ".join(f"{k.removesuffix('_img_s')} {v:.0f}" for k, v in extractors.items()) +
           " (inception: torchvision's Inception-v3 architecture, random weights: throughput only)")
-    hours = project(rows, extractors)
-    print(f"\nprojected AVAE-Table-1 grid (7 rows x 5 datasets x 5 seeds x 5e4 iterations + metrics on "
-          f"{PAPER_GRID['fid_samples']:,} samples per cell; one cell at a time at these settings): "
-          f"{hours['total_h']:.1f} device-hours = training {hours['train_h']:.1f} + metrics {hours['metrics_h']:.1f} "
-          f"(of which the CPU resize to 299 px {hours['resize_h']:.1f})")
+    hours = project(params, rows, extractors)
+    print(f"\nprojected grid of {params_path} ({hours['cells']} evaluated cells, the models' own iterations, "
+          f"metrics on {params.evaluate.n_samples:,} samples per cell; one cell at a time at these settings, "
+          f"{resolution} px): {hours['total_h']:.1f} device-hours = training {hours['train_h']:.1f} + metrics "
+          f"{hours['metrics_h']:.1f} (of which the CPU resize to 299 px {hours['resize_h']:.1f})")
     if packing > 1:
         packed = time_packed(models[0], params_path, resolution, channels, packing, steps)
         print(f"\n{packing} seeds packed as concurrent processes on one device ({models[0]}): "

@@ -104,7 +104,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--plain-only", action="store_true", help=argparse.SUPPRESS)
     s.add_argument("--json", action="store_true", help="print the raw rows as JSON")
     s = sub.add_parser("weights", help="report where metric weights are looked for and what is present")
-    sub.add_parser("check", help="validate the params file")
+    sub.add_parser("check", help="validate the params file (and count its stages)")
+    for name, what in (("use", "validate a paper's params file and make it params.yaml (what `dvc repro` reads)"),
+                       ("smoke", "write a params file's grid at toy size to params.yaml: a dry run of every stage")):
+        s = sub.add_parser(name, help=what)
+        s.add_argument("source", type=Path, help="e.g. params/avae.yaml")
+        s.add_argument("--out", type=Path, default=Path("params.yaml"), help="where to write (default: params.yaml)")
+        s.add_argument("--force", action="store_true", help="overwrite a params.yaml with uncommitted edits")
     s = sub.add_parser("data", help="each dataset: raw files present?, where looked for, prepared size")
     s.add_argument("--prepared", type=Path, default=Path("data/prepared"),
                    help="folder of prepared datasets (dvc.yaml's prepare outputs; default: data/prepared)")
@@ -162,6 +168,14 @@ def run(args: argparse.Namespace) -> int:
         if not args.out:
             print(text, end="")
         return 0
+    if args.command in ("use", "smoke"):
+        from pipeline import params_file
+
+        params = getattr(params_file, args.command)(args.source, args.out, args.force)
+        print(params_file.describe(params, args.out))
+        print(f"next: `python -m pipeline data` (raw files present?), then `dvc repro` "
+              f"({'a dry run at toy size' if args.command == 'smoke' else f'the grid of {args.source}'})")
+        return 0
     params = load_params(args.params)
     dataset = prepared_dataset(args)
     if dataset is not None:
@@ -169,9 +183,10 @@ def run(args: argparse.Namespace) -> int:
 
         require_prepared(args.data, dataset, label=f"--data {args.data}")
     if args.command == "check":
+        from pipeline.params_file import describe
+
         stages.check_grid(params)
-        g = params.grid
-        print(f"{args.params}: ok ({len(g.datasets)} datasets x {len(g.seeds)} seeds x {len(g.evaluate)} models)")
+        print(describe(params, args.params))
     elif args.command == "data":
         from pipeline.data import data_report
 

@@ -492,7 +492,7 @@ class Stage2Entry:
     export: str
 
 
-GRID_LISTS = ("datasets", "seeds", "pretrain", "baselines", "stage2", "evaluate")  # dvc.yaml iterates over each
+GRID_LISTS = ("datasets", "seeds", "pretrain", "baselines", "stage2", "evaluate", "toy")  # dvc.yaml iterates over each
 
 
 @dataclass
@@ -503,7 +503,8 @@ class GridConfig:
     pretrain: stage-1 models exported frozen (methods that export a VAE); baselines: models
     trained from scratch; stage2: models trained on a frozen stage-1 export, each
     `{model: <name>, export: <a pretrain model>}` (one `train` stage per entry, dataset and seed);
-    evaluate: models whose cells are evaluated and tabulated, in table order.
+    evaluate: models whose cells are evaluated and tabulated, in table order; toy: the vector
+    datasets the AVAE §5.1 toy experiment (stage `toy`) runs on ([toy2d] or none).
     """
 
     datasets: list[str] = field(default_factory=lambda: ["fashion_mnist"])
@@ -512,6 +513,7 @@ class GridConfig:
     baselines: list[str] = field(default_factory=list)
     stage2: list[Stage2Entry] = field(default_factory=list)
     evaluate: list[str] = field(default_factory=list)
+    toy: list[str] = field(default_factory=list)  # AVAE §5.1: [toy2d] runs the toy stage
 
     def __post_init__(self) -> None:
         require(len(self.seeds) == len(set(self.seeds)), "grid.seeds", f"= {self.seeds} has duplicates")
@@ -675,7 +677,7 @@ def _parse_entries(section: Any, where: str, parse_entry: Callable[[str, Any], A
 
 def _check_grid_names(g: GridConfig, datasets: dict, models: dict, reported: set[str]) -> None:
     """Every dataset and model the grid names is defined (unless its entry was already reported)."""
-    for name in g.datasets:
+    for name in [*g.datasets, *g.toy]:
         if {"datasets", f"datasets.{name}"}.isdisjoint(reported):
             require(name in datasets, f"datasets.{name}", f"is not defined; defined: {sorted(datasets)}")
     for name in dict.fromkeys([*g.models, *(entry.export for entry in g.stage2)]):

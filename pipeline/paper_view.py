@@ -201,7 +201,7 @@ def paper_blocks(paper: Paper, df: pd.DataFrame, results: Results | None = None)
     results = results or Results(df)
     checks = order_checks(paper, results)
     blocks = [("p", f"{paper.title}. Paper's training: {paper.training}. Ours: as params.yaml sets it (the CPU "
-                    "default trains small networks briefly; params/paper.yaml has the papers' sizes)."
+                    "default trains small networks briefly; params/<paper>.yaml has the papers' sizes)."
                     + (f" {paper.note}" if paper.note else "")), ("p", LEGEND)]
     for table in paper.tables:
         blocks += table_blocks(paper, table, results, checks, df)

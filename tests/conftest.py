@@ -67,7 +67,7 @@ def tiny_params(**overrides) -> dict:
     raw = {
         "datasets": {"toy2d": {"n_train": 2000, "n_test": 500}, "fashion_mnist": {}},
         "grid": {"datasets": ["toy2d"], "seeds": [0], "pretrain": ["vae"], "baselines": ["gan"],
-                 "stage2": [{"model": "avae_b", "export": "vae"}], "evaluate": ["vae", "gan", "avae_b"]},
+                 "stage2": [{"model": "avae_b", "export": "vae"}], "evaluate": ["vae", "gan", "avae_b"], "toy": []},
         "networks": {"width": 4, "latent_dim": 1, "mlp_hidden": 32},
         "train": {"iterations": 40, "batch_size": 32, "log_every": 10, "checkpoint_every": 20, "device": "cpu"},
         "evaluate": {"n_samples": 200, "batch_size": 100, "grid_rows": 4},

@@ -231,7 +231,7 @@ def write_celeba(folder, n: int = 6, as_zip: bool = False) -> list[str]:
         (folder / "img_align_celeba").mkdir()
         for name, blob in blobs.items():
             (folder / "img_align_celeba" / name).write_bytes(blob)
-    codes = [0, 0, 0, 1, 2, 2][:n]
+    codes = ([0, 0, 0, 1, 2, 2] * (n // 6 + 1))[:n]  # train, train, train, valid, test, test, ...
     (folder / "list_eval_partition.txt").write_text("".join(f"{a} {c}\n" for a, c in zip(names, codes)))
     return names
 

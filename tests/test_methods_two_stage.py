@@ -426,7 +426,7 @@ def image_params(iterations=6, **models):
     raw["grid"] = {"datasets": ["fashion_mnist"], "seeds": [0], "pretrain": ["vae", "vae_s"], "baselines": [],
                    "stage2": [{"model": "lsr_gan", "export": "vae"}, {"model": "avae_finetune", "export": "vae"},
                               {"model": "avae_s", "export": "vae_s"}],
-                   "evaluate": ["vae", "vae_s", "lsr_gan", "avae_finetune", "avae_s"]}
+                   "evaluate": ["vae", "vae_s", "lsr_gan", "avae_finetune", "avae_s"], "toy": []}
     raw["models"] = {"vae": {"method": "vae", "lr": 0.001}, "vae_s": {"method": "vae_s", "balance_steps": 3,
                                                                      "lr": 0.001},
                      "lsr_gan": {"method": "lsr_gan"}, "avae_finetune": {"method": "avae_finetune"},

@@ -7,7 +7,7 @@ import torch
 from pipeline.config import parse_params
 from pipeline.run import train_cell
 from pipeline.training import network_modules
-from tests.conftest import tiny_params
+from tests.conftest import ROOT, tiny_params
 
 pytestmark = pytest.mark.slow
 
@@ -133,18 +133,22 @@ def test_bench_each_option_alone(capsys):
 
 def test_grid_projection_adds_training_and_metrics_hours():
     from pipeline import bench
+    from pipeline.config import load_params
 
+    params = load_params(ROOT / "params" / "avae.yaml")  # 7 rows x 5 datasets x 5 seeds x 5e4 iterations
     cells = 7 * 5 * 5
     hour_per_cell = 50_000 / 3600  # it/s at which one cell trains in an hour
-    rows = [{"fast": {"it_s": hour_per_cell}, "gen_img_s": 1e15}]
+    rows = [{"model": "avae_b", "fast": {"it_s": hour_per_cell}, "gen_img_s": 1e15}]  # the others take its rate
     fast = 1e15  # image/s of the paths that should not count
     inception_hour_per_cell = 50_000 / 3600  # Inception img/s at which one cell's 50k samples take an hour
-    hours = bench.project(rows, {"inception_img_s": inception_hour_per_cell, "classifier_img_s": fast,
-                                 "resize299_img_s": fast})
+    hours = bench.project(params, rows, {"inception_img_s": inception_hour_per_cell, "classifier_img_s": fast,
+                                         "resize299_img_s": fast})
     assert hours["train_h"] == pytest.approx(cells)
     assert hours["metrics_h"] == pytest.approx(cells + 5)  # + each dataset's real statistics once
     assert hours["total_h"] == pytest.approx(2 * cells + 5)
-    assert bench.project(rows)["total_h"] == pytest.approx(cells)  # training only without extractor rates
+    assert bench.project(params, rows)["total_h"] == pytest.approx(cells)  # training only without extractor rates
+    alpha = load_params(ROOT / "params" / "alpha_gan.yaml")  # 27 rows, 1e5 iterations on ColorMNIST, 2e5 else
+    assert bench.project(alpha, rows)["train_h"] == pytest.approx(27 * (1e5 + 2e5 + 2e5) / 50_000)
 
 
 def test_cells_packed_as_concurrent_processes_match_cells_run_one_after_another(toy_prepared, tmp_path):

@@ -58,6 +58,10 @@ def test_run_toy_refuses_other_data(image_prepared, tmp_path):
 
 def test_dvc_stage_calls_the_cli_with_its_declared_outputs():
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["toy"]
+    assert stage["foreach"] == "${grid.toy}"
+    stage = {k: (v.replace("${item}", "toy2d") if isinstance(v, str) else
+                 [d.replace("${item}", "toy2d") if isinstance(d, str) else d for d in v] if isinstance(v, list) else v)
+             for k, v in stage["do"].items()}
     argv = shlex.split(stage["cmd"])
     assert argv[:3] == ["python", "-m", "stages.toy"]
     args = parser().parse_args(["toy", *argv[3:]])
