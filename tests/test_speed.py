@@ -186,3 +186,35 @@ def test_cells_packed_as_concurrent_processes_match_cells_run_one_after_another(
     a0, _ = load_model(tmp_path / "packed" / "seed0" / "model.pt")
     a1, _ = load_model(tmp_path / "packed" / "seed1" / "model.pt")
     assert not torch.equal(weights(a0), weights(a1))  # two different seeds, not one run twice
+
+
+def test_flop_count_equals_torch_flop_counter_and_survives_autograd_grad():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from pipeline import bench
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Flatten(), torch.nn.Linear(8 * 6 * 6, 4))
+    x = torch.randn(5, 3, 8, 8, requires_grad=True)
+    with FlopCounterMode(display=False) as reference:
+        net(x).sum().backward()
+    with bench.FlopCount() as ours:
+        net(x).sum().backward()
+    assert ours.total == reference.get_total_flops() > 0
+    with bench.FlopCount() as ours:  # WGAN-GP's gradient penalty: FlopCounterMode raises here
+        (grad,) = torch.autograd.grad(net(x).sum(), x, create_graph=True)
+        grad.pow(2).sum().backward()
+    assert ours.total > 0
+
+
+def test_every_registered_model_benches(capsys):
+    from pipeline import bench
+    from pipeline.methods import REGISTRY
+
+    raw = tiny_params(train={"iterations": 10, "batch_size": 8, "device": "cpu"})
+    raw["models"] = {name: {"method": name} for name in REGISTRY}
+    raw["networks"]["latent_dim"] = 4  # AGE: the unit sphere needs >= 2
+    raw["grid"].update({"pretrain": ["vae"], "baselines": ["gan"], "stage2": [], "evaluate": ["vae", "gan"]})
+    params = parse_params(raw)
+    rows = bench.bench(params, sorted(REGISTRY), 32, 1, steps=1, warmup=1, speed=bench.ALL_OFF, plain_only=False)
+    assert [r["model"] for r in rows] == sorted(REGISTRY)
+    assert all(r["fast"]["flops"] > 0 and r["fast"]["it_s"] > 0 for r in rows)
