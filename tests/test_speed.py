@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 def run(tmp_path, tag, dataset, model, iterations, **speed):
     params = parse_params(tiny_params(
         grid={"datasets": [dataset], "seeds": [0], "pretrain": ["vae"], "baselines": ["gan"],
-              "stage2": [{"model": "avae_b", "export": "vae"}], "evaluate": ["vae"]},
+              "stage2": [{"model": "avae_b", "export": "vae"}], "evaluate": ["vae"], "toy": []},
         networks={"width": 4, "latent_dim": 4, "mlp_hidden": 32},
         train={"iterations": iterations, "batch_size": 16, "log_every": iterations, "checkpoint_every": iterations,
                "device": "cpu", **speed}))
