@@ -55,12 +55,11 @@ def predict(model: Classifier, images_u8: np.ndarray, batch: int = 1000) -> np.n
 
 def why_no_classifier(name: str, kind: str, n_classes: int, labels: dict | None = None) -> str:
     """Why dataset `name` has no classifier ('' when it can have one): vector data, no labels, a
-    single class. `labels` is meta.json's labels record (image_folder), which says where labels
-    would have come from."""
+    single class. `labels` is meta.json's labels record, which only image_folder writes."""
     if kind != "image":
         return f"{name} is {kind} data: no classifier (evaluate measures fd_data in data space instead)"
     if n_classes == 0:
-        origin = f" ({labels['source']})" if labels and labels.get("source") else ""
+        origin = " (its images lie directly in the folder, not in class subfolders)" if labels else ""
         return (f"{name} has no labels{origin}: the classifier-based metrics need a labelled dataset "
                 "(image_folder: class subfolders <class>/<image>, or a split_file with a label column)")
     if n_classes == 1:

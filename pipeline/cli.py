@@ -101,7 +101,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--plain-only", action="store_true", help=argparse.SUPPRESS)
     s.add_argument("--json", action="store_true", help="print the raw rows as JSON")
     s = sub.add_parser("weights", help="report where metric weights are looked for and what is present")
-    sub.add_parser("check", help="validate the params file")
+    s = sub.add_parser("check", help="validate the params file; say which metrics each grid dataset cannot have "
+                       "and why (no labels, vector data, absent pretrained weights)")
+    s.add_argument("--prepared", type=Path, default=Path("data/prepared"),
+                   help="folder of prepared datasets, read when present (default: data/prepared)")
     s = sub.add_parser("data", help="each dataset: raw files present?, where looked for, prepared size")
     s.add_argument("--prepared", type=Path, default=Path("data/prepared"),
                    help="folder of prepared datasets (dvc.yaml's prepare outputs; default: data/prepared)")
@@ -136,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         from pipeline.evaluate import METRICS
 
         print("\n".join(f"{name}: needs {', '.join(sorted(spec.needs)) or 'nothing'}; rows {', '.join(spec.rows)}"
+                        + (f"; weights {', '.join(spec.weights)}" if spec.weights else "")
                         for name, spec in METRICS.items()))
         return 0
     if args.command == "diff":
@@ -158,9 +162,16 @@ def run(args: argparse.Namespace) -> int:
 
         require_prepared(args.data, dataset, label=f"--data {args.data}")
     if args.command == "check":
+        from pipeline.availability import report as availability
+        from pipeline.data import DatasetCorrupt
+
         stages.check_grid(params)
         g = params.grid
         print(f"{args.params}: ok ({len(g.datasets)} datasets x {len(g.seeds)} seeds x {len(g.evaluate)} models)")
+        text, problems = availability(params, args.prepared)
+        print(text)
+        if problems:
+            raise DatasetCorrupt("\n".join(problems))
     elif args.command == "data":
         from pipeline.data import data_report
 

@@ -24,7 +24,7 @@ import numpy as np
 from pipeline.config import DatasetConfig
 from pipeline.data import DataInfo, DatasetCorrupt, DatasetMissing, sha256_file
 from pipeline.datasets import register
-from pipeline.datasets.base import Dataset, Plan, Split, capped, decode_all
+from pipeline.datasets.base import Dataset, Expected, Plan, Split, capped, decode_all
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 SPLITS = ("train", "test")
@@ -153,6 +153,16 @@ class ImageFolder(Dataset):
 
     def present(self, root: Path) -> bool:
         return root.is_dir() and any(p.suffix.lower() in EXTENSIONS for p in root.rglob("*"))
+
+    def expected(self, cfg: DatasetConfig, name: str) -> Expected:
+        """Labels as `plan` will read them from the raw folder (its layout and split_file; the
+        same errors for a bad layout); n_classes None while the folder is not there."""
+        root = self.locate(cfg)
+        if root is None:
+            where = ", ".join(str(path) for _, path in self.candidates(cfg))
+            return Expected("image", None, f"no raw folder yet (looked in {where})")
+        _, _, record = labelled_split(cfg, root, list_images(root), name)
+        return Expected("image", record["n_classes"], f"its raw folder {root}", record)
 
     def plan(self, cfg: DatasetConfig, root: Path, name: str) -> Plan:
         pre = self.preprocessing(cfg)
