@@ -4,7 +4,7 @@ Commands: prepare, train (stage 1 and stage 2 alike), train-classifier, evaluate
 aggregate, report (report.html), toy (AVAE §5.1 toy experiment: Fig. 6 PNG + JSON), diff (metric changes between revisions, Markdown), pr-report
 (the pull-request report: metric and params diff, paper orderings that changed, sample grids), metrics
 (registered metrics), grid (the whole grid through Prefect), data (datasets: raw files and prepared sizes), methods (registered methods, one per line), weights (where the metric weights
-are looked for), check (validate params.yaml).
+are looked for), check (validate params.yaml; the metrics each grid dataset cannot have, and why).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoints", type=Path, required=True, help="resumable checkpoint folder")
     s.add_argument("--vae", type=Path, help="folder with the frozen export.pt (stage-2 models)")
 
-    s = sub.add_parser("train-classifier", help="train the dataset classifier behind fd_classifier")
+    s = sub.add_parser("train-classifier", help="train the dataset classifier behind fd_classifier (labelled "
+                       "data) and the autoencoder behind fd_autoencoder (any image data)")
     s.add_argument("dataset")
     s.add_argument("--data", type=Path, required=True)
     s.add_argument("--out", type=Path, required=True)
