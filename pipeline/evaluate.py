@@ -181,8 +181,7 @@ class Cell:
         """Why `spec` cannot be computed for lack of a network of the dataset's own ('' when it can):
         the dataset has no labels (no classifier), or none was given."""
         fix = "was given (evaluate --classifier <the train_classifier stage's folder>)"
-        why = {"classifier": dataset_without_classifier(self.data)
-                             or f"no dataset classifier {fix}",
+        why = {"classifier": dataset_without_classifier(self.data) or f"no dataset classifier {fix}",
                "autoencoder": f"no dataset autoencoder {fix}"}
         return "; ".join(why[fact] for fact in DATASET_NETWORKS if fact in spec.needs - self.facts())
 

@@ -11,6 +11,7 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -174,8 +175,9 @@ def train_classifier(params: Params, dataset: str, data_dir: Path, out_dir: Path
         return accuracy
 
 
-def train_split_stats(features, data: datamod.Prepared, batch_size: int):
-    """(mean, covariance) of the training split in a feature space."""
+def train_split_stats(features: Callable[[torch.Tensor], torch.Tensor], data: datamod.Prepared,
+                      batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, covariance) of the training split in the feature space `features` (images in [0, 255])."""
     from pipeline import metrics
 
     train = data.x("train")
