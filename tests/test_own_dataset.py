@@ -200,3 +200,17 @@ def test_expected_labels_agree_with_what_prepare_records(flat, labelled, tmp_pat
         expected = DATASETS["image_folder"].expected(entry, root.name)
         meta = datamod.load_prepared(datamod.prepare(root.name, entry, tmp_path / "p" / root.name)).meta
         assert (expected.n_classes, expected.labels) == (meta["info"]["n_classes"], meta["labels"])
+
+
+def test_check_reads_labels_from_a_split_file_while_the_folder_is_absent(tmp_path, capsys):
+    split = tmp_path / "split.txt"
+    split.write_text("a.png train 0\nb.png train 1\n\nc.png test 1\n")
+    raw = own_params(tmp_path, {"mine": tmp_path / "absent"})
+    raw["datasets"]["mine"]["split_file"] = str(split)
+    raw["evaluate"]["metrics"] = ["fd_classifier"]
+    code, out, _ = check(tmp_path, capsys, raw)
+    assert code == 0 and section(out, "mine") == [
+        f"  mine: image data, 2 classes (from its split_file {split}; no raw folder yet): every metric"]
+    split.write_text("a.png train\nc.png test\n")  # no label column: the folder's layout will decide
+    code, out, _ = check(tmp_path, capsys, raw)
+    assert section(out, "mine")[0].startswith("  mine: image data, labels unknown (from no raw folder yet")

@@ -47,6 +47,12 @@ def parse_line(line: str) -> tuple[str, str, int | None] | None:
     return None
 
 
+def read_lines(split_file: str) -> list[str]:
+    """The non-empty lines of a split file ([] when none is set or it does not exist)."""
+    path = Path(split_file)
+    return [line for line in path.read_text().splitlines() if line.strip()] if split_file and path.is_file() else []
+
+
 def read_split_file(path: Path, images: list[str]) -> tuple[dict[str, list[str]], dict[str, int] | None]:
     """The split file -> ({split: [paths]}, {path: label} or None when it has no label column);
     every path must exist among `images`, and either every line has a label or none has."""
@@ -159,6 +165,10 @@ class ImageFolder(Dataset):
         same errors for a bad layout); n_classes None while the folder is not there."""
         root = self.locate(cfg)
         if root is None:
+            listed = [parse_line(line) for line in read_lines(cfg.split_file)]
+            if listed and all(entry is not None and entry[2] is not None for entry in listed):
+                n_classes = max(entry[2] for entry in listed) + 1  # the split file's label column decides
+                return Expected("image", n_classes, f"its split_file {cfg.split_file}; no raw folder yet")
             where = ", ".join(str(path) for _, path in self.candidates(cfg))
             return Expected("image", None, f"no raw folder yet (looked in {where})")
         _, _, record = labelled_split(cfg, root, list_images(root), name)
