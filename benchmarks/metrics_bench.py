@@ -25,7 +25,7 @@ import torch  # noqa: E402
 from pipeline import evaluate  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
 from pipeline.data import load_prepared  # noqa: E402
-from pipeline.run import load_classifier_dir, load_model  # noqa: E402
+from pipeline.run import load_autoencoder_dir, load_classifier_dir, load_model  # noqa: E402
 
 
 def timed(fn):
@@ -52,7 +52,8 @@ def main() -> None:
     data = load_prepared(f"data/prepared/{args.dataset}", verify=False)
     clf_dir = args.classifier or Path("classifiers") / args.dataset
     classifier, stats = load_classifier_dir(clf_dir) if (clf_dir / "classifier.pt").exists() else (None, None)
-    cell = evaluate.Cell(method, data, cfg, classifier, stats, args.seed)
+    autoencoder = load_autoencoder_dir(clf_dir) if (clf_dir / "classifier.json").exists() else None
+    cell = evaluate.Cell(method, data, cfg, classifier, stats, args.seed, autoencoder=autoencoder)
     per_k = 1000 / cfg.n_samples
     print(f"cell {args.dataset}/{args.model}/seed{args.seed}: n_samples={cfg.n_samples}, test={len(cell.test_u8)}, "
           f"threads={torch.get_num_threads()}, classifier={'yes' if classifier else 'no'}")

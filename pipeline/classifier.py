@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -52,32 +53,60 @@ def predict(model: Classifier, images_u8: np.ndarray, batch: int = 1000) -> np.n
     return np.concatenate(out)
 
 
-def train_classifier(data: Prepared, cfg: ClassifierConfig, seed: int = 0) -> tuple[Classifier, float]:
-    """Train on the training split; returns the model (eval mode) and its test accuracy."""
-    if data.info.kind != "image" or data.y("train") is None:
-        raise ValueError(f"{data.info.name}: the classifier needs a labelled image dataset")
-    torch.manual_seed(seed)
-    model = Classifier(data.info, cfg)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    x = torch.from_numpy(np.ascontiguousarray(data.x("train")))
-    y = torch.from_numpy(np.ascontiguousarray(data.y("train")))
+def why_no_classifier(name: str, kind: str, n_classes: int, labels: dict | None = None) -> str:
+    """Why dataset `name` has no classifier ('' when it can have one): vector data, no labels, a
+    single class. `labels` is meta.json's labels record, which only image_folder writes."""
+    if kind != "image":
+        return f"{name} is {kind} data: no classifier (evaluate measures fd_data in data space instead)"
+    if n_classes == 0:
+        origin = " (its images lie directly in the folder, not in class subfolders)" if labels else ""
+        return (f"{name} has no labels{origin}: the classifier-based metrics need a labelled dataset "
+                "(image_folder: class subfolders <class>/<image>, or a split_file with a label column)")
+    if n_classes == 1:
+        return f"{name} has a single class: a classifier has nothing to learn (give it two classes or more)"
+    return ""
+
+
+def dataset_without_classifier(data: Prepared) -> str:
+    """why_no_classifier of a prepared dataset."""
+    info = data.info
+    return why_no_classifier(info.name, info.kind, info.n_classes, data.meta.get("labels"))
+
+
+def fit(model: nn.Module, loss_of: Callable[[torch.Tensor], torch.Tensor], n: int, epochs: int, batch_size: int,
+        lr: float, seed: int, desc: str) -> nn.Module:
+    """Adam over `epochs` passes of n examples in shuffled batches (the last partial batch of a
+    pass is dropped); loss_of(indices) -> the batch loss. Returns the model in eval mode."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
-    steps = cfg.epochs * (len(x) // cfg.batch_size)
-    bar = tqdm(total=steps, desc=f"classifier {data.info.name}", unit="step", mininterval=2.0)
+    bar = tqdm(total=epochs * (n // batch_size), desc=desc, unit="step", mininterval=2.0)
     model.train()
-    for _ in range(cfg.epochs):
-        order = torch.randperm(len(x), generator=generator)
-        for i in range(0, len(x) - cfg.batch_size + 1, cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            loss = F.cross_entropy(model(x[idx].float()), y[idx])
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator)
+        for i in range(0, n - batch_size + 1, batch_size):
+            loss = loss_of(order[i:i + batch_size])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     bar.close()
+    return model.eval()
+
+
+def train_classifier(data: Prepared, cfg: ClassifierConfig, seed: int = 0) -> tuple[Classifier, float]:
+    """Train on the training split; returns the model (eval mode) and its test accuracy."""
+    why = dataset_without_classifier(data)
+    if why or data.y("train") is None:
+        raise ValueError(why or f"{data.info.name}: the classifier needs a labelled image dataset")
+    torch.manual_seed(seed)
+    model = Classifier(data.info, cfg)
+    x = torch.from_numpy(np.ascontiguousarray(data.x("train")))
+    y = torch.from_numpy(np.ascontiguousarray(data.y("train")))
+    fit(model, lambda idx: F.cross_entropy(model(x[idx].float()), y[idx]), len(x), cfg.epochs, cfg.batch_size,
+        cfg.lr, seed, f"classifier {data.info.name}")
     accuracy = float((predict(model, data.x("test")) == data.y("test")).mean())
-    return model.eval(), accuracy
+    return model, accuracy
 
 
 def save_classifier(model: Classifier, info: DataInfo, cfg: ClassifierConfig, accuracy: float, path: Path) -> None:

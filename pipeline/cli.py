@@ -5,8 +5,8 @@ aggregate, report (report.html), toy (AVAE §5.1 toy experiment: Fig. 6 PNG + JS
 revisions, Markdown), pr-report (the pull-request report: metric and params diff, paper orderings that changed,
 sample grids), metrics (registered metrics), grid (the whole grid through Prefect), worker (a host's Prefect worker
 for a grid spread over hosts), data (datasets: raw files and prepared sizes), methods (registered methods, one per
-line), weights (where the metric weights
-are looked for), check (validate params.yaml).
+line), weights (where the metric weights are looked for), check (validate params.yaml, count its stages; the metrics
+each grid dataset cannot have, and why), use / smoke (a paper's params file as params.yaml, or at toy size).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoints", type=Path, required=True, help="resumable checkpoint folder")
     s.add_argument("--vae", type=Path, help="folder with the frozen export.pt (stage-2 models)")
 
-    s = sub.add_parser("train-classifier", help="train the dataset classifier behind fd_classifier")
+    s = sub.add_parser("train-classifier", help="train the dataset classifier behind fd_classifier (labelled "
+                       "data) and the autoencoder behind fd_autoencoder (any image data)")
     s.add_argument("dataset")
     s.add_argument("--data", type=Path, required=True)
     s.add_argument("--out", type=Path, required=True)
@@ -104,7 +105,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--plain-only", action="store_true", help=argparse.SUPPRESS)
     s.add_argument("--json", action="store_true", help="print the raw rows as JSON")
     s = sub.add_parser("weights", help="report where metric weights are looked for and what is present")
-    sub.add_parser("check", help="validate the params file (and count its stages)")
+    s = sub.add_parser("check", help="validate the params file and count its stages; say which metrics each grid "
+                       "dataset cannot have and why (no labels, vector data, absent pretrained weights)")
+    s.add_argument("--prepared", type=Path, default=Path("data/prepared"),
+                   help="folder of prepared datasets, read when present (default: data/prepared)")
     for name, what in (("use", "validate a paper's params file and make it params.yaml (what `dvc repro` reads)"),
                        ("smoke", "write a params file's grid at toy size to params.yaml: a dry run of every stage")):
         s = sub.add_parser(name, help=what)
@@ -153,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
         from pipeline.evaluate import METRICS
 
         print("\n".join(f"{name}: needs {', '.join(sorted(spec.needs)) or 'nothing'}; rows {', '.join(spec.rows)}"
+                        + (f"; weights {', '.join(spec.weights)}" if spec.weights else "")
                         for name, spec in METRICS.items()))
         return 0
     if args.command == "diff":
@@ -183,10 +188,16 @@ def run(args: argparse.Namespace) -> int:
 
         require_prepared(args.data, dataset, label=f"--data {args.data}")
     if args.command == "check":
+        from pipeline.availability import report as availability
+        from pipeline.data import DatasetCorrupt
         from pipeline.params_file import describe
 
         stages.check_grid(params)
         print(describe(params, args.params))
+        text, problems = availability(params, args.prepared)
+        print(text)
+        if problems:
+            raise DatasetCorrupt("\n".join(problems))
     elif args.command == "data":
         from pipeline.data import data_report
 

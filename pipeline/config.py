@@ -354,6 +354,32 @@ class ClassifierConfig:
 
 
 @dataclass
+class AutoencoderConfig:
+    """The dataset autoencoder behind fd_autoencoder: trained on the training split of any image
+    dataset without labels (no downloaded weights); its bottleneck is the metric's feature space.
+
+    epochs: passes over the training split; batch_size; lr: Adam learning rate; width: channels of
+    the first conv layer (w, 2w, 4w, as the classifier); feature_dim: bottleneck size (the feature
+    space of fd_autoencoder); seed: its own seed (initial weights and batch order), apart from the
+    grid's seeds, so every model of a dataset is measured in the same features.
+    """
+
+    epochs: int = 3  # passes over the training split
+    batch_size: int = 128  # images per step
+    lr: float = 1e-3  # Adam learning rate
+    width: int = 32  # channels of the first conv layer
+    feature_dim: int = 128  # bottleneck: the fd_autoencoder feature space
+    seed: int = 0  # initial weights and batch order of the autoencoder
+
+    def __post_init__(self) -> None:
+        require(self.epochs >= 1, "autoencoder.epochs", "must be >= 1")
+        require(self.batch_size >= 2, "autoencoder.batch_size", "must be >= 2")
+        require(self.lr > 0, "autoencoder.lr", "must be > 0")
+        require(self.width >= 1 and self.feature_dim >= 2, "autoencoder.width", "and feature_dim must be positive")
+        require(self.seed >= 0, "autoencoder.seed", "must be >= 0")
+
+
+@dataclass
 class OrchestrationConfig:
     """Prefect orchestration of the grid (pipeline/flows.py, pipeline/hosts.py); no stage reads it.
 
@@ -564,6 +590,7 @@ class Params:
     evaluate: EvaluateConfig
     classifier: ClassifierConfig
     models: dict[str, dict]
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)  # fd_autoencoder's features
     toy: ToyConfig = field(default_factory=ToyConfig)  # AVAE §5.1 toy experiment (stage `toy`)
     orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)  # pipeline/flows.py
     raw: dict = field(repr=False, default_factory=dict)
@@ -582,10 +609,12 @@ class Params:
         return self.datasets[name]
 
 
-TOP_LEVEL = ("datasets", "grid", "networks", "train", "evaluate", "classifier", "models", "toy", "orchestration")
+TOP_LEVEL = ("datasets", "grid", "networks", "train", "evaluate", "classifier", "autoencoder", "models", "toy",
+             "orchestration")
 # the sections that are one dataclass each; `datasets` and `models` map names to entries
 SECTIONS = {"grid": GridConfig, "networks": NetworkConfig, "train": TrainConfig, "evaluate": EvaluateConfig,
-            "classifier": ClassifierConfig, "toy": ToyConfig, "orchestration": OrchestrationConfig}
+            "classifier": ClassifierConfig, "autoencoder": AutoencoderConfig, "toy": ToyConfig,
+            "orchestration": OrchestrationConfig}
 
 
 def _admits_mapping(hint: Any) -> bool:

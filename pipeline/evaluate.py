@@ -33,7 +33,8 @@ from torch import nn  # noqa: E402
 from torchvision.utils import save_image  # noqa: E402
 
 from pipeline import metrics, weights  # noqa: E402
-from pipeline.classifier import Classifier  # noqa: E402
+from pipeline.autoencoder import TrainedAutoencoder  # noqa: E402
+from pipeline.classifier import Classifier, dataset_without_classifier  # noqa: E402
 from pipeline.config import EvaluateConfig, stable_hash  # noqa: E402
 from pipeline.data import Prepared, to_model_scale, to_unit_scale  # noqa: E402
 from pipeline.io import atomic_write  # noqa: E402
@@ -78,51 +79,77 @@ class Networks:
 
 @dataclass
 class MetricSpec:
-    """A registered metric: name, function Cell -> rows, what a cell needs for it to apply, and the
-    names of the rows it may write (default: its own name)."""
+    """A registered metric: name, function Cell -> rows, what a cell needs for it to apply, the
+    names of the rows it may write (default: its own name) and the pretrained weights it needs
+    (keys of WEIGHTS; without them its rows are `missing`)."""
 
     name: str
     fn: Callable[["Cell"], list[Row]]
     needs: frozenset = field(default_factory=frozenset)  # subset of NEEDS
     rows: tuple[str, ...] = ()
+    weights: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.rows = tuple(self.rows) or (self.name,)
 
 
-NEEDS = {"image", "vector", "encoder", "posterior", "classifier"}  # posterior: stochastic encoder
-WHY_NOT = {  # the reason a metric needing this fact does not apply to a cell without it
+# posterior: a stochastic encoder; classifier / autoencoder: the dataset's own networks (train_classifier)
+NEEDS = {"image", "vector", "encoder", "posterior", "classifier", "autoencoder"}
+WHY_NOT = {  # the reason a metric needing this fact of the model does not apply to it (an `n/a` row)
     "encoder": "the model has no encoder (nothing to reconstruct with)",
     "posterior": "the model's encoder is deterministic (no q(z|x) to draw from or measure a KL of)",
-    "classifier": "no dataset classifier for this dataset (it has no labels)",
+}
+DATASET_NETWORKS = ("classifier", "autoencoder")  # without one the metrics needing it are `missing` rows
+WEIGHTS = {  # pretrained weights a metric may declare -> the files it needs, each checked (pipeline.weights)
+    "inception": lambda cfg: [weights.inception(cfg.inception_weights)],
+    "lpips": lambda cfg: [weights.alexnet(cfg.alexnet_weights), weights.lpips_linear()],
 }
 METRICS: dict[str, MetricSpec] = {}
 
 
-def register_metric(name: str, *needs: str, rows: tuple[str, ...] = ()):
+def register_metric(name: str, *needs: str, rows: tuple[str, ...] = (), weights: tuple[str, ...] = ()):
     """Decorator: add a metric to METRICS; `needs` say which cells it applies to, `rows` the metric
-    rows it writes (default: `name` alone)."""
-    unknown = set(needs) - NEEDS
+    rows it writes (default: `name` alone), `weights` the pretrained weights it needs (WEIGHTS)."""
+    unknown = (set(needs) - NEEDS) | (set(weights) - set(WEIGHTS))
     if unknown:
-        raise ValueError(f"metric {name}: unknown needs {unknown}; allowed {sorted(NEEDS)}")
+        raise ValueError(f"metric {name}: unknown needs or weights {unknown}; allowed {sorted(NEEDS)} "
+                         f"and {sorted(WEIGHTS)}")
 
     def deco(fn: Callable[["Cell"], list[Row]]):
         if name in METRICS:
             raise ValueError(f"metric {name!r} registered twice")
-        METRICS[name] = MetricSpec(name, fn, frozenset(needs), rows)
+        METRICS[name] = MetricSpec(name, fn, frozenset(needs), rows, tuple(weights))
         return fn
 
     return deco
+
+
+def weights_reason(name: str, cfg: EvaluateConfig) -> str:
+    """Why the weights `name` (a WEIGHTS key) cannot be used: the first file absent or not the
+    published one ('' when every file is verified)."""
+    return next((w.reason for w in WEIGHTS[name](cfg) if not w.verified), "")
+
+
+def chosen_metrics(selected: list[str], kind: str) -> list[MetricSpec]:
+    """The selected metrics (evaluate.metrics, empty = all) made for this kind of data (image or
+    vector): the others are no column of that dataset's table."""
+    chosen = selected or list(METRICS)
+    unknown = sorted(set(chosen) - set(METRICS))
+    if unknown:
+        raise ValueError(f"evaluate.metrics: unknown {unknown}; registered metrics: {sorted(METRICS)}")
+    return [METRICS[name] for name in chosen if METRICS[name].needs & {"image", "vector"} <= {kind}]
 
 
 class Cell:
     """Shared inputs of one cell's metrics, each computed on first use and then reused."""
 
     def __init__(self, method: Method, data: Prepared, cfg: EvaluateConfig, classifier: Classifier | None = None,
-                 classifier_stats: metrics.Stats | None = None, seed: int = 0, networks: Networks | None = None):
+                 classifier_stats: metrics.Stats | None = None, seed: int = 0, networks: Networks | None = None,
+                 autoencoder: TrainedAutoencoder | None = None):
         self.method, self.data, self.cfg, self.info = method.eval(), data, cfg, data.info
         self.device = method.device  # the model's device; every result comes back to the CPU
         self.classifier, self.classifier_stats, self.seed = classifier, classifier_stats, seed
+        self.autoencoder = autoencoder
         self.networks = networks or Networks()
         self.generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
@@ -139,31 +166,34 @@ class Cell:
         facts |= {"encoder"} if self.has_encoder else set()
         facts |= {"posterior"} if self.has_encoder and self.method.stochastic_encoder else set()
         facts |= {"classifier"} if self.classifier is not None and self.test_labels is not None else set()
+        facts |= {"autoencoder"} if self.autoencoder is not None else set()
         return facts
 
     def chosen(self) -> list[MetricSpec]:
-        """The selected metrics (evaluate.metrics, empty = all) made for this kind of data
-        (image or vector): the others are no column of this dataset's table."""
-        chosen = self.cfg.metrics or list(METRICS)
-        unknown = sorted(set(chosen) - set(METRICS))
-        if unknown:
-            raise ValueError(f"evaluate.metrics: unknown {unknown}; registered metrics: {sorted(METRICS)}")
-        kinds = {"image", "vector"}
-        return [METRICS[name] for name in chosen if METRICS[name].needs & kinds <= {self.info.kind}]
+        return chosen_metrics(self.cfg.metrics, self.info.kind)
 
     def not_applicable(self, spec: MetricSpec) -> str:
-        """Why `spec` does not apply to this cell ('' when it does)."""
-        lacking = sorted(spec.needs - self.facts())
+        """Why `spec` does not apply to this cell's model ('' when it does)."""
+        lacking = sorted(spec.needs & set(WHY_NOT) - self.facts())
         return "; ".join(WHY_NOT[fact] for fact in lacking)
 
+    def unavailable(self, spec: MetricSpec) -> str:
+        """Why `spec` cannot be computed for lack of a network of the dataset's own ('' when it can):
+        the dataset has no labels (no classifier), or none was given."""
+        fix = "was given (evaluate --classifier <the train_classifier stage's folder>)"
+        why = {"classifier": dataset_without_classifier(self.data) or f"no dataset classifier {fix}",
+               "autoencoder": f"no dataset autoencoder {fix}"}
+        return "; ".join(why[fact] for fact in DATASET_NETWORKS if fact in spec.needs - self.facts())
+
     def rows(self) -> list[Row]:
-        """Every chosen metric's rows; one that does not apply to this cell is an `n/a` row
-        saying why (never absent)."""
+        """Every chosen metric's rows; one that does not apply to this cell's model is an `n/a`
+        row saying why, one whose dataset network is absent a `missing` row saying why (never absent)."""
         rows = []
         for spec in self.chosen():
             why = self.not_applicable(spec)
+            status, why = ("n/a", why) if why else ("missing", self.unavailable(spec))
             if why:
-                rows += [Row(name, float("nan"), "", "", 0, "", "n/a", why) for name in spec.rows]
+                rows += [Row(name, float("nan"), "", "", 0, "", status, why) for name in spec.rows]
                 continue
             t0 = time.perf_counter()
             try:
@@ -331,17 +361,17 @@ def cosine_metric(cell: Cell) -> list[Row]:
     return [Row("cosine", metrics.cosine(cell.test01, cell.recon01), "test", "[0,1]", len(cell.test_u8))]
 
 
-@register_metric("lpips", "encoder", "image")
+@register_metric("lpips", "encoder", "image", weights=("lpips",))
 def lpips_metric(cell: Cell) -> list[Row]:
     """AVAE T1: LPIPS v0.1 (AlexNet) of test reconstructions."""
     n = len(cell.test_u8)
     if cell.networks.lpips is not None:
         model, label = cell.networks.lpips
     else:
+        wrong = weights_reason("lpips", cell.cfg)
+        if wrong:
+            return [missing("lpips", "test", "[-1,1]", n, "lpips-alex-v0.1", wrong)]
         found = weights.alexnet(cell.cfg.alexnet_weights)
-        wrong = next((w for w in (found, weights.lpips_linear()) if not w.verified), None)
-        if wrong is not None:
-            return [missing("lpips", "test", "[-1,1]", n, "lpips-alex-v0.1", wrong.reason)]
         model, label = metrics.load_lpips(found.path), f"lpips-alex-v0.1:sha256={weights.digest(found.path)}"
     return [Row("lpips", metrics.lpips_distance(model, cell.test01, cell.recon01, cell.cfg.batch_size),
                 "test", "[-1,1]", n, label)]
@@ -382,6 +412,17 @@ def fd_classifier_metric(cell: Cell) -> list[Row]:
     return [Row("fd_classifier", value, "train", "[0,255]", cell.cfg.n_samples, f"classifier:{cell.info.name}")]
 
 
+@register_metric("fd_autoencoder", "image", "autoencoder")
+def fd_autoencoder_metric(cell: Cell) -> list[Row]:
+    """Fréchet distance in the bottleneck features of the dataset autoencoder (trained without
+    labels; pipeline.autoencoder), samples vs training split."""
+    ae = cell.autoencoder
+    features = metrics.extract_features(metrics.array_source(cell.samples_u8), ae.model.features, len(cell.samples_u8),
+                                        cell.cfg.batch_size, desc="autoencoder samples")
+    value = metrics.frechet_distance(metrics.feature_stats(features), ae.stats)
+    return [Row("fd_autoencoder", value, "train", "[0,255]", cell.cfg.n_samples, ae.label)]
+
+
 @register_metric("inception_score_classifier", "image", "classifier")
 def classifier_is_metric(cell: Cell) -> list[Row]:
     """α-GAN §4: the Inception score computed with a classifier trained on the dataset."""
@@ -396,7 +437,7 @@ FID_SIZES = (64, 192, 768)  # AVAE-S T3 feature sizes besides 2048 (= fid)
 FID_ROWS = ("fid", *(f"fid_{s}" for s in FID_SIZES), "kid")
 
 
-@register_metric("fid", "image", rows=FID_ROWS)
+@register_metric("fid", "image", rows=FID_ROWS, weights=("inception",))
 def fid_metric(cell: Cell) -> list[Row]:
     """AVAE T1 fid (clean-fid, 2048 features), AVAE-S T3 fid_64/_192/_768, and clean-fid's KID
     beside them: n_samples samples vs the training split."""
@@ -416,7 +457,7 @@ def fid_metric(cell: Cell) -> list[Row]:
 SEEDED_ROWS = ("fid_seeded", "fid_random", "kid_seeded", "kid_random")
 
 
-@register_metric("fid_seeded", "image", "encoder", rows=SEEDED_ROWS)
+@register_metric("fid_seeded", "image", "encoder", rows=SEEDED_ROWS, weights=("inception",))
 def fid_seeded_metric(cell: Cell) -> list[Row]:
     """LSR-GAN §2.2: FID and KID of N images generated from test-example latents (reconstructions)
     and of N generated from random latents (the first N samples), vs the training split, at equal
@@ -434,7 +475,7 @@ def fid_seeded_metric(cell: Cell) -> list[Row]:
                        f"{label}/2048") for kind, f in sets.items()]
 
 
-@register_metric("inception_score", "image")
+@register_metric("inception_score", "image", weights=("inception",))
 def inception_score_metric(cell: Cell) -> list[Row]:
     """α-GAN §4: Inception score with the ImageNet Inception as stylegan2-ada's is50k computes it
     (samples at their own size, resized bilinearly inside the TorchScript file; no output bias)."""
@@ -459,7 +500,7 @@ def prdc_rows(real: np.ndarray, fake: np.ndarray, suffix: str, scale: str, label
                 f"{label};k={metrics.PR_K if name in ('precision', 'recall') else metrics.DC_K}") for name in PRDC]
 
 
-@register_metric("prdc", "image", rows=PRDC)
+@register_metric("prdc", "image", rows=PRDC, weights=("inception",))
 def prdc_metric(cell: Cell) -> list[Row]:
     """Precision, recall (Kynkäänniemi et al. 2019), density, coverage (Naeem et al. 2020) in
     Inception's 2048-d space: N samples vs N training images, N = min(n_samples, 10,000)."""
@@ -620,8 +661,8 @@ class CellEvaluator:
 
     def __init__(self, method: Method, data: Prepared, cfg: EvaluateConfig, out_dir: Path,
                  classifier: Classifier | None = None, classifier_stats=None, seed: int = 0,
-                 networks: Networks | None = None):
-        self.cell = Cell(method, data, cfg, classifier, classifier_stats, seed, networks)
+                 networks: Networks | None = None, autoencoder: TrainedAutoencoder | None = None):
+        self.cell = Cell(method, data, cfg, classifier, classifier_stats, seed, networks, autoencoder)
         self.out_dir = Path(out_dir)
 
     def rows(self) -> list[Row]:

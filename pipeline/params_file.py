@@ -29,6 +29,7 @@ SMOKE_SECTIONS = {  # section -> key -> value in a smoke run
                  "variance_draws": 2, "is_splits": 2, "diversity_pairs": 8, "critic_steps": 2,
                  "critic_batch_size": 8, "critic_width": 4, "strip_steps": 3, "device": "cpu", "autocast": "off"},
     "classifier": {"epochs": 1, "batch_size": 32, "width": 4, "feature_dim": 8},
+    "autoencoder": {"epochs": 1, "batch_size": 32, "width": 4, "feature_dim": 8},
     "toy": {"vae_iterations": 20, "avae_iterations": 20, "sweep_points": 50, "xi_draws": 2, "branch_positions": 10,
             "branch_draws": 4, "plot_points": 200},
 }

@@ -25,7 +25,7 @@ from pipeline.io import atomic_write_text  # noqa: E402
 from pipeline.results import summarise  # noqa: E402
 
 LOWER_IS_BETTER = {"mse", "lpips", "fid", "fid_64", "fid_192", "fid_768", "kid", "fid_seeded", "fid_random",
-                   "kid_seeded", "kid_random", "fd_classifier", "fd_data", "recon_variance"}
+                   "kid_seeded", "kid_random", "fd_classifier", "fd_autoencoder", "fd_data", "recon_variance"}
 HIGHER_IS_BETTER = {"cosine", "recon_accuracy", "recon_accuracy_relative", "inception_score",
                     "inception_score_classifier", "indep_critic", "sharpness_laplace", "sharpness_norm_laplace",
                     "sharpness_laplace_recon", "sharpness_norm_laplace_recon", "precision", "recall", "coverage",
@@ -37,9 +37,9 @@ SECTIONS = [
     ("Reconstruction (test split)", ["mse", "lpips", "cosine", "kl", "recon_variance", "recon_accuracy",
                                      "recon_accuracy_relative", "fid_seeded", "fid_random", "kid_seeded",
                                      "kid_random", "sharpness_laplace_recon", "sharpness_norm_laplace_recon"]),
-    ("Generation (samples)", ["fid", "fid_64", "fid_192", "fid_768", "kid", "fd_classifier", "inception_score",
-                              "inception_score_classifier", "precision", "recall", "density", "coverage",
-                              "precision_classifier", "recall_classifier", "density_classifier",
+    ("Generation (samples)", ["fid", "fid_64", "fid_192", "fid_768", "kid", "fd_classifier", "fd_autoencoder",
+                              "inception_score", "inception_score_classifier", "precision", "recall", "density",
+                              "coverage", "precision_classifier", "recall_classifier", "density_classifier",
                               "coverage_classifier", "diversity", "indep_critic", "sharpness_laplace",
                               "sharpness_norm_laplace", "fd_data"]),
 ]
@@ -162,7 +162,9 @@ def header(sub: pd.DataFrame, metric: str) -> str:
 
 FOOTNOTE = ("(n): samples, test images or image pairs the metric used. "
             "↓ lower is better, ↑ higher is better; best per column in bold. — : not applicable (e.g. no encoder). "
-            "fd_classifier: Fréchet distance in the feature space of a classifier trained on the training split. "
+            "fd_classifier: Fréchet distance in the feature space of a classifier trained on the training split; "
+            "fd_autoencoder: the same in the bottleneck of an autoencoder trained on it without labels (comparable "
+            "within this table only, never with FID). "
             "'test data': the test split's own value (diversity: α-GAN §4; sharpness: AVAE-S T3 ground truth).")
 
 

@@ -7,9 +7,11 @@ these; none of them holds logic of its own.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -136,38 +138,77 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Me
 
 
 def train_classifier(params: Params, dataset: str, data_dir: Path, out_dir: Path) -> float | None:
-    """Train the dataset classifier; cache the training split's feature statistics.
+    """The dataset's own feature networks, trained once per dataset on its training split, each
+    with the training split's feature statistics cached beside it: the classifier (labelled image
+    data) behind fd_classifier and the other classifier metrics, and the autoencoder (any image
+    data, labels unused) behind fd_autoencoder. Returns the classifier's test accuracy.
 
-    Vector datasets (toy2d) have no classifier (evaluate measures fd_data on them instead):
-    classifier.json then says so and None is returned, so the DVC stage still has its output."""
-    from pipeline import metrics
+    classifier.json records what was trained, or why not, so the DVC stage always has its output:
+    vector data (toy2d) gets neither network (evaluate measures fd_data instead); unlabelled or
+    single-class image data gets the autoencoder only, and None is returned (its classifier
+    metrics are `missing` rows with that reason)."""
+    from pipeline import autoencoder
 
     with stage_timer(f"train_classifier {dataset}"):
         data = load_prepared(data_dir)
-        if data.info.kind != "image":
-            reason = f"{data.info.kind} data: no classifier; evaluate computes fd_data in data space instead"
-            atomic_write_json(Path(out_dir) / "classifier.json", {"dataset": dataset, "applicable": False,
-                                                                  "reason": reason})
-            print(f"[train_classifier {dataset}] skipped: {reason}")
+        out_dir = Path(out_dir)
+        record: dict = {"dataset": dataset}
+        if data.info.kind == "image":
+            model, test_mse = autoencoder.train_autoencoder(data, params.autoencoder)
+            stats = train_split_stats(model.features, data, params.evaluate.batch_size)
+            saved = autoencoder.save(model, data.info, params.autoencoder, stats, len(data.x("train")), out_dir)
+            record["autoencoder"] = {**saved, "test_mse": test_mse}
+            print(f"[train_classifier {dataset}] autoencoder test mse {test_mse:.4f} ([-1, 1] scale)")
+        why = clf.dataset_without_classifier(data)
+        if why:
+            atomic_write_json(out_dir / "classifier.json", {**record, "applicable": False, "reason": why})
+            print(f"[train_classifier {dataset}] no classifier: {why}")
             return None
         model, accuracy = clf.train_classifier(data, params.classifier)
-        out_dir = Path(out_dir)
         clf.save_classifier(model, data.info, params.classifier, accuracy, out_dir / "classifier.pt")
-        train = data.x("train")
-        feats = metrics.extract_features(metrics.array_source(train), model.features, len(train),
-                                         params.evaluate.batch_size, desc="train features")
-        mu, sigma = metrics.feature_stats(feats)
-        atomic_savez(out_dir / "train_stats.npz", mu=mu, sigma=sigma, n=len(train))
-        atomic_write_json(out_dir / "classifier.json", {"dataset": dataset, "test_accuracy": accuracy,
-                                                        "n_train": len(train), "config": to_dict(params.classifier)})
+        mu, sigma = train_split_stats(model.features, data, params.evaluate.batch_size)
+        atomic_savez(out_dir / "train_stats.npz", mu=mu, sigma=sigma, n=len(data.x("train")))
+        atomic_write_json(out_dir / "classifier.json", {**record, "applicable": True, "test_accuracy": accuracy,
+                                                        "n_train": len(data.x("train")),
+                                                        "config": to_dict(params.classifier)})
         print(f"[train_classifier {dataset}] test accuracy {accuracy:.4f}")
         return accuracy
 
 
+def train_split_stats(features: Callable[[torch.Tensor], torch.Tensor], data: datamod.Prepared,
+                      batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, covariance) of the training split in the feature space `features` (images in [0, 255])."""
+    from pipeline import metrics
+
+    train = data.x("train")
+    return metrics.feature_stats(metrics.extract_features(metrics.array_source(train), features, len(train),
+                                                          batch_size, desc="train features"))
+
+
+def read_classifier_record(classifier_dir: Path) -> dict:
+    path = Path(classifier_dir) / "classifier.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run `dvc repro train_classifier` first")
+    return json.loads(path.read_text())
+
+
 def load_classifier_dir(classifier_dir: Path):
+    """The dataset classifier and its training-split statistics ((None, None) when classifier.json
+    says the dataset has none)."""
+    if read_classifier_record(classifier_dir).get("applicable") is False:
+        return None, None
     model, _ = clf.load_classifier(Path(classifier_dir) / "classifier.pt")
     stats = np.load(Path(classifier_dir) / "train_stats.npz")
     return model, (stats["mu"], stats["sigma"])
+
+
+def load_autoencoder_dir(classifier_dir: Path):
+    """The dataset autoencoder behind fd_autoencoder (None when classifier.json records none)."""
+    from pipeline import autoencoder
+
+    if "autoencoder" not in read_classifier_record(classifier_dir):
+        return None
+    return autoencoder.load(classifier_dir)
 
 
 # ------------------------------------------------------------------ evaluate
@@ -184,12 +225,14 @@ def evaluate_cell(params: Params, dataset: str, model: str, seed: int, data_dir:
         device = resolve_device(params.evaluate.device)
         method, blob = load_model(Path(model_dir) / "model.pt", device)
         data = load_prepared(data_dir)
-        classifier, stats = (None, None)
+        classifier, stats, autoencoder = None, None, None
         if classifier_dir is not None and data.info.kind == "image":
             classifier, stats = load_classifier_dir(classifier_dir)
+            autoencoder = load_autoencoder_dir(classifier_dir)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        rows = CellEvaluator(method, data, params.evaluate, out_dir, classifier, stats, seed).rows()
+        rows = CellEvaluator(method, data, params.evaluate, out_dir, classifier, stats, seed,
+                             autoencoder=autoencoder).rows()
         df = pd.DataFrame([asdict(r) for r in rows])
         df.insert(0, "seed", seed)
         df.insert(0, "variant", model)

@@ -9,8 +9,9 @@ import torchvision
 from torch import nn
 
 from pipeline import evaluate, metrics, weights
+from pipeline.autoencoder import Autoencoder, TrainedAutoencoder
 from pipeline.classifier import Classifier, predict
-from pipeline.config import ClassifierConfig, EvaluateConfig
+from pipeline.config import AutoencoderConfig, ClassifierConfig, EvaluateConfig
 from pipeline.methods import REGISTRY
 from tests.conftest import ROOT, TINY_NET
 from tests.test_metrics import RandomInceptionBase, random_inception
@@ -18,7 +19,7 @@ from tests.test_metrics import RandomInceptionBase, random_inception
 PRDC = {"precision", "recall", "density", "coverage"}
 RECON = {"mse", "kl", "cosine", "lpips", "recon_variance", "recon_accuracy", "recon_accuracy_relative", "fid_seeded",
          "fid_random", "kid_seeded", "kid_random", "sharpness_laplace_recon", "sharpness_norm_laplace_recon"}
-GENERATION = {"fd_classifier", "inception_score_classifier", "fid", "fid_64", "fid_192", "fid_768", "kid",
+GENERATION = {"fd_classifier", "fd_autoencoder", "inception_score_classifier", "fid", "fid_64", "fid_192", "fid_768", "kid",
               "inception_score", "diversity", "diversity_test", "indep_critic", "sharpness_laplace",
               "sharpness_norm_laplace", "sharpness_laplace_test", "sharpness_norm_laplace_test",
               *PRDC, *(f"{name}_classifier" for name in PRDC)}
@@ -46,6 +47,15 @@ def classifier_for(prepared):
     return clf, metrics.feature_stats(feats)
 
 
+def autoencoder_for(prepared) -> TrainedAutoencoder:
+    """An untrained dataset autoencoder with its training-split statistics (the code path only)."""
+    torch.manual_seed(0)
+    ae = Autoencoder(prepared.info, AutoencoderConfig(width=4, feature_dim=8)).eval()
+    train = prepared.x("train")
+    feats = metrics.extract_features(metrics.array_source(train), ae.features, len(train), 32)
+    return TrainedAutoencoder(ae, metrics.feature_stats(feats), "random-test-autoencoder")
+
+
 @pytest.fixture
 def no_weights(monkeypatch, tmp_path):
     """Point every weights lookup at empty places."""
@@ -65,7 +75,7 @@ def test_vae_cell_rows_without_weights_are_missing_with_reason(image_prepared, t
     clf, stats = classifier_for(image_prepared)
     out = tmp_path / "cell"
     rows = evaluate.CellEvaluator(build("vae", image_prepared.info), image_prepared, cfg(tmp_path), out,
-                                  clf, stats).rows()
+                                  clf, stats, autoencoder=autoencoder_for(image_prepared)).rows()
     by = rows_by_metric(rows)
     assert set(by) == RECON | GENERATION
     for name in NEEDS_WEIGHTS:
@@ -81,7 +91,7 @@ def test_vae_cell_rows_without_weights_are_missing_with_reason(image_prepared, t
 def test_gan_cell_says_why_it_has_no_reconstruction_rows(image_prepared, tmp_path, no_weights):
     clf, stats = classifier_for(image_prepared)
     rows = evaluate.CellEvaluator(build("gan", image_prepared.info), image_prepared, cfg(tmp_path), tmp_path / "g",
-                                  clf, stats).rows()
+                                  clf, stats, autoencoder=autoencoder_for(image_prepared)).rows()
     assert {r.metric for r in rows if r.status != "n/a"} == GENERATION
     not_applicable = {r.metric: r.reason for r in rows if r.status == "n/a"}
     registered_recon = {row for spec in evaluate.METRICS.values() if "encoder" in spec.needs for row in spec.rows}

@@ -49,6 +49,18 @@ class Split:
     dtype: str = "uint8"
 
 
+@dataclass(frozen=True)
+class Expected:
+    """What preparing an entry will give, told before it is prepared: kind ('image' or 'vector'),
+    n_classes (0: unlabelled; None: cannot be told yet), where that was read (for messages), and
+    image_folder's labels record (as meta.json will hold it)."""
+
+    kind: str
+    n_classes: int | None
+    known_from: str
+    labels: dict | None = None
+
+
 @dataclass
 class Plan:
     """Everything `prepare` needs: the DataInfo, the splits and what goes into meta.json."""
@@ -170,6 +182,11 @@ class Dataset(abc.ABC):
                 f"= {test_split!r}; {self.name} offers {list(self.test_splits)}")
         return Preprocessing(cfg.resolution or self.resolution, cfg.crop or self.crop,
                              cfg.resample or self.resample, test_split)
+
+    def expected(self, cfg: DatasetConfig, name: str) -> Expected:
+        """The kind of data and number of classes preparing this entry will give (declared here;
+        image_folder reads its folder). Reads no image."""
+        return Expected("image", self.n_classes, f"the {self.name} declaration")
 
     def info(self, name: str, pre: Preprocessing) -> DataInfo:
         return DataInfo(name, "image", (self.channels, pre.resolution, pre.resolution), "[-1,1]", self.n_classes)

@@ -24,7 +24,7 @@ import numpy as np
 from pipeline.config import DatasetConfig
 from pipeline.data import DataInfo, DatasetCorrupt, DatasetMissing, sha256_file
 from pipeline.datasets import register
-from pipeline.datasets.base import Dataset, Plan, Split, capped, decode_all
+from pipeline.datasets.base import Dataset, Expected, Plan, Split, capped, decode_all
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 SPLITS = ("train", "test")
@@ -45,6 +45,12 @@ def parse_line(line: str) -> tuple[str, str, int | None] | None:
     if len(parts) == 3 and parts[1] in SPLITS and parts[2].isascii() and parts[2].isdigit():
         return parts[0], parts[1], int(parts[2])
     return None
+
+
+def read_lines(split_file: str) -> list[str]:
+    """The non-empty lines of a split file ([] when none is set or it does not exist)."""
+    path = Path(split_file)
+    return [line for line in path.read_text().splitlines() if line.strip()] if split_file and path.is_file() else []
 
 
 def read_split_file(path: Path, images: list[str]) -> tuple[dict[str, list[str]], dict[str, int] | None]:
@@ -153,6 +159,20 @@ class ImageFolder(Dataset):
 
     def present(self, root: Path) -> bool:
         return root.is_dir() and any(p.suffix.lower() in EXTENSIONS for p in root.rglob("*"))
+
+    def expected(self, cfg: DatasetConfig, name: str) -> Expected:
+        """Labels as `plan` will read them from the raw folder (its layout and split_file; the
+        same errors for a bad layout); n_classes None while the folder is not there."""
+        root = self.locate(cfg)
+        if root is None:
+            listed = [parse_line(line) for line in read_lines(cfg.split_file)]
+            if listed and all(entry is not None and entry[2] is not None for entry in listed):
+                n_classes = max(entry[2] for entry in listed) + 1  # the split file's label column decides
+                return Expected("image", n_classes, f"its split_file {cfg.split_file}; no raw folder yet")
+            where = ", ".join(str(path) for _, path in self.candidates(cfg))
+            return Expected("image", None, f"no raw folder yet (looked in {where})")
+        _, _, record = labelled_split(cfg, root, list_images(root), name)
+        return Expected("image", record["n_classes"], f"its raw folder {root}", record)
 
     def plan(self, cfg: DatasetConfig, root: Path, name: str) -> Plan:
         pre = self.preprocessing(cfg)

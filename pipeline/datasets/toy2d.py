@@ -9,7 +9,7 @@ import numpy as np
 from pipeline.config import DatasetConfig
 from pipeline.data import DataInfo, toy2d_sample
 from pipeline.datasets import register
-from pipeline.datasets.base import Dataset, Plan, Split
+from pipeline.datasets.base import Dataset, Expected, Plan, Split
 
 
 @register
@@ -24,6 +24,9 @@ class Toy2d(Dataset):
 
     def present(self, root: Path) -> bool:
         return True
+
+    def expected(self, cfg: DatasetConfig, name: str) -> Expected:
+        return Expected("vector", 0, "the toy2d declaration")
 
     def plan(self, cfg: DatasetConfig, root: Path, name: str) -> Plan:
         rng = np.random.default_rng(cfg.seed)
