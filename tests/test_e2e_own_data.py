@@ -28,16 +28,15 @@ TINY_NET = {"classifier": {"epochs": 1, "batch_size": 16, "lr": 0.001, "width": 
 
 
 def own_data_params(raw_dir: Path) -> dict:
-    """params.yaml with the two folders as the grid's datasets (toy2d stays: the toy stage reads it),
-    pretrain [vae], no baselines, stage 2 [avae_b on vae] (the table's row), one seed, tiny sizes throughout:
-    every stage but the toy's and one prepare runs once per dataset."""
+    """params.yaml with the two folders as the grid's datasets, pretrain [vae], no baselines, stage 2
+    [avae_b on vae] (the table's row), no toy stage, one seed, tiny sizes throughout: every stage
+    runs once per dataset."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     folder = {"loader": "image_folder", "resolution": 32, "crop": "none"}
-    raw["datasets"] = {"toy2d": {"n_train": 500, "n_test": 200, "seed": 0},
-                       "labelled": {**folder, "source": str(raw_dir / "labelled")},
+    raw["datasets"] = {"labelled": {**folder, "source": str(raw_dir / "labelled")},
                        "flat": {**folder, "source": str(raw_dir / "flat")}}
     raw["grid"] = {"datasets": ["labelled", "flat"], "seeds": [0], "pretrain": ["vae"], "baselines": [],
-                   "stage2": [{"model": "avae_b", "export": "vae"}], "evaluate": ["avae_b"]}
+                   "stage2": [{"model": "avae_b", "export": "vae"}], "evaluate": ["avae_b"], "toy": []}
     raw["networks"] = {"width": 4, "latent_dim": 8, "mlp_hidden": 16}
     raw["train"].update({"iterations": 20, "batch_size": 32, "log_every": 5, "checkpoint_every": 10})
     raw["models"]["vae"].update({"beta": 1.0, "train": {"iterations": 20}})
@@ -45,8 +44,6 @@ def own_data_params(raw_dir: Path) -> dict:
                             "diversity_pairs": 20, "critic_steps": 5, "critic_batch_size": 8, "grid_rows": 4,
                             "strip_steps": 4, "stats_cache": ""})
     raw.update(TINY_NET)
-    raw["toy"].update({"vae_iterations": 20, "avae_iterations": 20, "batch_size": 32, "sweep_points": 50,
-                       "xi_draws": 2, "branch_positions": 10, "branch_draws": 5, "plot_points": 200})
     return raw
 
 

@@ -159,9 +159,14 @@ class PrefectStack:
         return self.post(f"/deployments/{dep['id']}/create_flow_run", {"parameters": parameters or {}})["id"]
 
     def wait(self, run_id: str, timeout: float = 600) -> dict:
-        """Wait for a flow run to end; return it."""
+        """Wait for a flow run to end; return it. Every started process but the server is a
+        worker: when all of them have exited, nothing will run it, so stop waiting."""
         end = time.time() + timeout
         while time.time() < end:
+            workers = [p for name, p in self.procs.items() if name != "server"]
+            if workers and all(p.poll() is not None for p in workers):
+                raise RuntimeError("every worker exited: " + " / ".join(
+                    f"{name}: {(self.logs / f'{name}.log').read_text()[-500:]}" for name in self.procs if name != "server"))
             run = self.get(f"/flow_runs/{run_id}")
             if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
                 return run
