@@ -26,8 +26,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline import data as datamod  # noqa: E402
-from pipeline.config import DatasetConfig  # noqa: E402
 from pipeline.datasets import celeba, lsun  # noqa: E402
+from pipeline.sections import DatasetConfig  # noqa: E402
 
 
 def picture(h: int, w: int, rng: np.random.Generator) -> np.ndarray:

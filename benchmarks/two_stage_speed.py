@@ -24,7 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.config import load_params  # noqa: E402
-from pipeline.data import BatchSampler, DataInfo  # noqa: E402
+from pipeline.data import BatchSampler  # noqa: E402
+from pipeline.datainfo import DataInfo  # noqa: E402
 from pipeline.export import export_vae, load_vae_export  # noqa: E402
 from pipeline.methods import REGISTRY  # noqa: E402
 from pipeline.training import Trainer  # noqa: E402

@@ -23,9 +23,10 @@ from torch import nn
 
 from pipeline import metrics
 from pipeline.classifier import fit
-from pipeline.config import AutoencoderConfig
-from pipeline.data import DataInfo, Prepared
+from pipeline.data import Prepared
+from pipeline.datainfo import DataInfo
 from pipeline.io import atomic_savez, atomic_torch_save, safe_torch_load
+from pipeline.sections import AutoencoderConfig
 from pipeline.weights import digest
 
 AUTOENCODER_FORMAT = "autoencoder/1"

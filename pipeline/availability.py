@@ -14,10 +14,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipeline.classifier import why_no_classifier
-from pipeline.config import DatasetConfig, Params
-from pipeline.data import DatasetCorrupt, DatasetMissing
+from pipeline.config import Params
+from pipeline.datainfo import DatasetCorrupt, DatasetMissing
 from pipeline.datasets import DATASETS
 from pipeline.datasets.base import Expected
+from pipeline.sections import DatasetConfig
 
 
 @dataclass

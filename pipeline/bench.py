@@ -27,8 +27,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from pipeline.config import Params, TrainConfig
-from pipeline.data import BatchSampler, DataInfo
+from pipeline.config import Params
+from pipeline.data import BatchSampler
+from pipeline.datainfo import DataInfo
 from pipeline.export import export_vae, load_vae_export
 from pipeline.methods import REGISTRY
 from pipeline.training import Trainer, resolve_device

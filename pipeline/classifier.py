@@ -16,9 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from pipeline.config import ClassifierConfig
-from pipeline.data import DataInfo, Prepared
+from pipeline.data import Prepared
+from pipeline.datainfo import DataInfo
 from pipeline.io import atomic_torch_save, safe_torch_load
+from pipeline.sections import ClassifierConfig
 
 CLASSIFIER_FORMAT = "classifier/1"
 

@@ -17,7 +17,8 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline.config import ConfigError, load_params
+from pipeline.config import load_params
+from pipeline.schema import ConfigError
 
 
 def parser() -> argparse.ArgumentParser:
@@ -189,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
         require_prepared(args.data, dataset, label=f"--data {args.data}")
     if args.command == "check":
         from pipeline.availability import report as availability
-        from pipeline.data import DatasetCorrupt
+        from pipeline.datainfo import DatasetCorrupt
         from pipeline.params_file import describe
 
         stages.check_grid(params)

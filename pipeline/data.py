@@ -12,133 +12,24 @@ bounded (LSUN bedroom: 3 million images) and an interrupted run resumes at its l
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import shutil
-import struct
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.config import DatasetConfig
+from pipeline.datainfo import DataInfo, DatasetCorrupt, DatasetMissing, sha256_file, to_model_scale
+from pipeline.datasets import DATASETS
+from pipeline.datasets.base import Plan, Split
 from pipeline.io import atomic_write_text, fsync_dir, fsync_file
-
-if TYPE_CHECKING:
-    from pipeline.datasets.base import Plan, Split
+from pipeline.sections import DatasetConfig
 
 FORMAT_VERSION = 1
-
-
-class DatasetMissing(FileNotFoundError):
-    """Raw files of a dataset are absent; the message says how to get them."""
-
-
-class DatasetCorrupt(ValueError):
-    """Raw or prepared files fail verification; the message names the file and the fix."""
-
-
-@dataclass(frozen=True)
-class DataInfo:
-    """What a model needs to know about its data.
-
-    name; kind: 'image' or 'vector'; shape: one example's shape (C, H, W) or (D,);
-    scale: the model-side value range ('[-1,1]' for tanh outputs, 'raw' for vectors);
-    n_classes: label count (0 if unlabelled).
-    """
-
-    name: str
-    kind: str
-    shape: tuple[int, ...]
-    scale: str
-    n_classes: int
-
-    @property
-    def channels(self) -> int:
-        return self.shape[0]
-
-    @property
-    def resolution(self) -> int:
-        return self.shape[-1]
-
-    @property
-    def dim(self) -> int:
-        return int(np.prod(self.shape))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DataInfo":
-        return cls(name=d["name"], kind=d["kind"], shape=tuple(d["shape"]), scale=d["scale"],
-                   n_classes=int(d["n_classes"]))
-
-
-def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    """Hex digest of a file, read in chunks (sha256 for prepared files, md5 for official archives)."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, algorithm).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    return file_digest(path, "sha256")
-
-
-# ---------------------------------------------------------------- IDX (MNIST family)
-
-IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-def read_idx(path: Path) -> tuple[np.ndarray, str]:
-    """Read an IDX file (optionally gzipped), checking its magic number and length.
-
-    Returns the array and the sha256 of the decompressed file (what FASHION_MNIST_FILES pins).
-    """
-    opener = gzip.open if str(path).endswith(".gz") else open
-    try:
-        with opener(path, "rb") as f:
-            blob = f.read()
-    except (OSError, EOFError) as e:
-        raise DatasetCorrupt(f"{path}: cannot be read ({e}); delete it and reinstall the dataset") from None
-    if len(blob) < 4 or blob[0] != 0 or blob[1] != 0 or blob[2] not in IDX_DTYPES:
-        raise DatasetCorrupt(f"{path}: not an IDX file (bad magic number); delete it and reinstall the dataset")
-    ndim = blob[3]
-    dims = struct.unpack(">" + "I" * ndim, blob[4:4 + 4 * ndim])
-    dtype = np.dtype(IDX_DTYPES[blob[2]])
-    expected = 4 + 4 * ndim + int(np.prod(dims)) * dtype.itemsize
-    if len(blob) != expected:
-        raise DatasetCorrupt(f"{path}: {len(blob)} bytes where the header promises {expected} "
-                             "(truncated download?); delete it and reinstall the dataset")
-    array = np.frombuffer(blob, dtype=dtype, offset=4 + 4 * ndim).reshape(dims)
-    return array, hashlib.sha256(blob).hexdigest()
-
-
-# sha256 of the decompressed IDX payloads of the official Fashion-MNIST release (the .gz
-# wrappers differ between distributions, e.g. Debian recompresses them; the content does not).
-FASHION_MNIST_FILES = {
-    "train_x": ("train-images-idx3-ubyte", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
-    "train_y": ("train-labels-idx1-ubyte", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
-    "test_x": ("t10k-images-idx3-ubyte", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
-    "test_y": ("t10k-labels-idx1-ubyte", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
-}
-FASHION_MNIST_DEFAULT = "/usr/share/datasets/fashion-mnist"
-FASHION_MNIST_ENV = "FASHION_MNIST_DIR"
-FASHION_MNIST_HELP = (
-    "Install Debian's package: `sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist` "
-    f"(it puts the IDX files in {FASHION_MNIST_DEFAULT}), or point datasets.fashion_mnist.source in "
-    f"params.yaml (or ${FASHION_MNIST_ENV}) at a folder holding the four original *-idx?-ubyte[.gz] files."
-)
-
-
-# ---------------------------------------------------------------- toy2d (AVAE §5.1)
-
-
-def toy2d_sample(n: int, rng: np.random.Generator) -> np.ndarray:
-    """AVAE §5.1: z1, z2, eps ~ N(0,1); x = (3 z1 + 0.1 eps, cos(3 z1) + tanh(3 z2) + 0.1 eps)."""
-    z1, z2, eps = rng.standard_normal((3, n))
-    return np.stack([3 * z1 + 0.1 * eps, np.cos(3 * z1) + np.tanh(3 * z2) + 0.1 * eps], 1).astype(np.float32)
 
 
 # ---------------------------------------------------------------- prepared format
@@ -167,7 +58,7 @@ def prepare(name: str, cfg: DatasetConfig, out_dir: Path) -> Path:
     return write_prepared(plan, Path(out_dir), cfg.chunk)
 
 
-def write_prepared(plan: "Plan", out_dir: Path, chunk: int) -> Path:
+def write_prepared(plan: Plan, out_dir: Path, chunk: int) -> Path:
     """Stream `plan`'s splits into `out_dir` (memory-mapped .npy files + meta.json), resumably."""
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     for split_name, split in plan.splits.items():
@@ -224,7 +115,7 @@ def _resume_or_start(tmp: Path, fingerprint: str) -> dict:
     return {}
 
 
-def _write_split(tmp: Path, split_name: str, split: "Split", chunk: int, progress: dict, fingerprint: str) -> None:
+def _write_split(tmp: Path, split_name: str, split: Split, chunk: int, progress: dict, fingerprint: str) -> None:
     """Write one split in chunks into pre-allocated memory maps, recording progress per chunk."""
     done = int(progress.get(split_name, 0))
     mode = "r+" if done else "w+"
@@ -309,18 +200,6 @@ def load_prepared(folder: str | Path, verify: bool = True) -> Prepared:
     return Prepared(DataInfo.from_dict(meta["info"]), arrays, meta)
 
 
-def to_model_scale(x: torch.Tensor, info: DataInfo) -> torch.Tensor:
-    """uint8 images -> float in [-1, 1]; vectors pass through as float."""
-    if info.kind == "image":
-        return x.float().div_(127.5).sub_(1.0)
-    return x.float()
-
-
-def to_unit_scale(x: torch.Tensor) -> torch.Tensor:
-    """Model-scale images in [-1, 1] -> [0, 1] (the scale metrics are reported on)."""
-    return (x.clamp(-1, 1) + 1) / 2
-
-
 class BatchSampler:
     """Batches drawn from a split held whole on the device, reshuffled every epoch.
 
@@ -351,9 +230,6 @@ class BatchSampler:
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
         self.order, self.position = state["order"], state["position"]
-
-
-from pipeline.datasets import DATASETS  # noqa: E402  (declarations import the names above)
 
 
 def data_report(configured: dict[str, DatasetConfig], prepared_root: Path) -> str:

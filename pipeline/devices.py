@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from pipeline.config import OrchestrationConfig, require
+from pipeline.schema import require
+from pipeline.sections import OrchestrationConfig
 
 
 def slot_devices(cfg: OrchestrationConfig) -> list[str | None]:

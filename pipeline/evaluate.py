@@ -34,11 +34,13 @@ from torchvision.utils import save_image  # noqa: E402
 
 from pipeline import metrics, weights  # noqa: E402
 from pipeline.autoencoder import TrainedAutoencoder  # noqa: E402
-from pipeline.classifier import Classifier, dataset_without_classifier  # noqa: E402
-from pipeline.config import EvaluateConfig, stable_hash  # noqa: E402
-from pipeline.data import Prepared, to_model_scale, to_unit_scale  # noqa: E402
+from pipeline.classifier import Classifier, dataset_without_classifier, predict  # noqa: E402
+from pipeline.data import Prepared  # noqa: E402
+from pipeline.datainfo import to_model_scale, to_unit_scale  # noqa: E402
 from pipeline.io import atomic_write  # noqa: E402
 from pipeline.methods import Method  # noqa: E402
+from pipeline.schema import stable_hash  # noqa: E402
+from pipeline.sections import EvaluateConfig  # noqa: E402
 
 
 @dataclass
@@ -393,8 +395,6 @@ def recon_variance_metric(cell: Cell) -> list[Row]:
                  rows=("recon_accuracy", "recon_accuracy_relative"))
 def recon_accuracy_metric(cell: Cell) -> list[Row]:
     """LSR-GAN T1: classifier accuracy on reconstructions, absolute and relative."""
-    from pipeline.classifier import predict
-
     absolute, relative = metrics.recon_accuracy(lambda u8: predict(cell.classifier, u8, cell.cfg.batch_size),
                                                 cell.test_u8, cell.recon_u8, cell.test_labels)
     n, label = len(cell.test_u8), f"classifier:{cell.info.name}"

@@ -21,8 +21,8 @@ from collections import deque
 from pathlib import Path
 from typing import Callable
 
-from pipeline.config import require
 from pipeline.plan import StageCall
+from pipeline.schema import require
 
 
 class StageFailed(RuntimeError):

@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline.config import NetworkConfig
-from pipeline.data import DataInfo
+from pipeline.datainfo import DataInfo
 from pipeline.io import UnsafeOrCorruptFile, atomic_torch_save, safe_torch_load
 from pipeline.networks.architectures import build_decoder, build_encoder
+from pipeline.sections import NetworkConfig
 
 EXPORT_FORMAT = "vae_export/2"
 READABLE_FORMATS = ("vae_export/1", EXPORT_FORMAT)  # /1: dcgan only, no objective

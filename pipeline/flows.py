@@ -38,12 +38,14 @@ from prefect.runtime import flow_run
 from prefect.states import Completed
 
 from pipeline import hosts, prefect_runs
-from pipeline.config import OrchestrationConfig, load_params, require
+from pipeline.config import load_params
 from pipeline.devices import DevicePool
 from pipeline.execute import dvc_commit, execute_stage
 from pipeline.plan import (EVALUATE_STAGE, StageCall, after_aggregate, first_failure, plan_grid, source_hashes,
                            with_aggregate_stale)
 from pipeline.remote import SharedRemote
+from pipeline.schema import require
+from pipeline.sections import OrchestrationConfig
 
 STAGE_DEPLOYMENT = "stage/one-stage"  # prefect.yaml: the stage flow, in the pool's `cells` work queue
 

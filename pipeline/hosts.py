@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ContextManager, Protocol
 
-from pipeline.config import OrchestrationConfig, Params, require
+from pipeline.config import Params
 from pipeline.devices import HostSlots
 from pipeline.execute import execute_stage
 from pipeline.plan import StageCall, changed_here, plan_grid, plan_stage, source_hashes
 from pipeline.remote import SLOTS_DIR, SharedRemote, pushing_checkpoints
+from pipeline.schema import require
+from pipeline.sections import OrchestrationConfig
 
 FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")  # Prefect's final state types
 SKIPPED = "Skipped"  # name of the Completed state of a stage run that found the stage current

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.config import ConfigError, Params, load_params, parse_params
+from pipeline.config import Params, load_params, parse_params
 from pipeline.io import atomic_write_text
+from pipeline.schema import ConfigError
 
 SMOKE_ITERATIONS = 4  # every model's iterations in a smoke run
 SMOKE_PROBE = 2  # probe lengths (balance_steps) in a smoke run

@@ -13,7 +13,8 @@ import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pipeline.config import Params, require
+from pipeline.config import Params
+from pipeline.schema import require
 
 EVALUATE_STAGE = "evaluate"  # dvc.yaml: the per-cell stage whose output holds the cell's metrics
 AGGREGATE_STAGE = "aggregate"  # dvc.yaml: the stage that tabulates every cell

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from pipeline import diff, findings
+from pipeline.io import atomic_write, atomic_write_text
 from pipeline.significance import format_p
 
 GRID = "samples.png"  # the 8×8 sample grid pipeline/evaluate.py writes per cell
@@ -126,8 +127,6 @@ def read_cell(base: GridSource, head: GridSource, dataset: str, model: str,
 def grids_section(changes: list[diff.Change], base: GridSource, head: GridSource, grids_dir: Path,
                   link_root: Path, max_grids: int = MAX_GRIDS) -> str:
     """Markdown linking a base | head PNG per changed cell (lowest seed at head), written under grids_dir."""
-    from pipeline.io import atomic_write
-
     lines, shown, skipped = ["## Sample grids of changed cells", ""], 0, []
     unavailable: dict[str, list[str]] = {"base": [], "head": []}
     for (dataset, model), p, significant in changed_cells(changes):
@@ -172,8 +171,6 @@ def pr_report(base: str, head: str | None = None, cwd: str | Path = ".", out: Pa
     """The report's Markdown for base vs head (None: the workspace); written to `out` when given.
     Grids go to grids_dir (default: `grids` beside `out`, else `pr-report-grids`), linked relative
     to `out`'s folder (else to cwd)."""
-    from pipeline.io import atomic_write_text
-
     cwd = Path(cwd)
     if base_evals and not Path(base_evals).is_dir():
         raise ValueError(f"--base-evals {base_evals}: no such folder; give one laid out like evals/ "

@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 from uuid import UUID
 
-from pipeline.config import OrchestrationConfig, require
 from pipeline.hosts import RunState
 from pipeline.plan import StageCall
+from pipeline.schema import require
+from pipeline.sections import OrchestrationConfig
 
 STAGE_TAG = "dvc-stage"  # tag of every stage flow run; the lost-run automation matches it
 LOCK_PREFIX = "dvc-stage:"  # global concurrency limit of a stage: LOCK_PREFIX + its DVC address

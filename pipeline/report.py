@@ -20,8 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pipeline import paper_view  # noqa: E402
-from pipeline.io import atomic_write_text  # noqa: E402
+from pipeline import paper_view, results  # noqa: E402
+from pipeline.io import atomic_write_json, atomic_write_text  # noqa: E402
 from pipeline.results import summarise  # noqa: E402
 
 LOWER_IS_BETTER = {"mse", "lpips", "fid", "fid_64", "fid_192", "fid_768", "kid", "fid_seeded", "fid_random",
@@ -187,6 +187,18 @@ def markdown(df: pd.DataFrame, order: list[str]) -> str:
         lines += [f"- {keys}: {reason}" for keys, reason in grouped(notes)]
         lines += ["", FOOTNOTE, ""]
     return "\n".join(lines)
+
+
+def aggregate(files: list[Path], out_dir: str | Path, order: list[str]) -> pd.DataFrame:
+    """Write results.parquet, summary.json, table.md and papers/ (published vs ours, pipeline/paper_view.py)
+    under out_dir from per-cell files."""
+    out_dir = Path(out_dir)
+    df = results.collect(files)
+    results.write_metrics(df, out_dir / "results.parquet")
+    atomic_write_json(out_dir / "summary.json", results.summary_json(summarise(df)))
+    atomic_write_text(out_dir / "table.md", markdown(df, order))
+    paper_view.write_views(df, out_dir / "papers")
+    return df
 
 
 # ---------------------------------------------------------------- figures

@@ -1,7 +1,6 @@
-"""Long-format metric rows: the Parquet schema, validated writes, and aggregation into
-metrics/results.parquet, metrics/summary.json (for `dvc metrics show/diff`) and
-metrics/table.md (AVAE Table 1 layout, mean ± std over seeds) and metrics/papers/ (the papers' published
-numbers beside ours)."""
+"""Long-format metric rows: the Parquet schema, validated writes, collecting the per-cell files,
+and the summaries of metrics/summary.json (for `dvc metrics show/diff`); `pipeline.report.aggregate`
+writes them with the tables and the papers' views."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.io import atomic_write, atomic_write_json, atomic_write_text
+from pipeline.io import atomic_write
 
 SCHEMA_VERSION = 2  # v2: + checkpoint
 SCHEMA = pa.schema([
@@ -124,18 +123,3 @@ def summary_json(summary: pd.DataFrame) -> dict:
         out.setdefault(row.dataset, {}).setdefault(row.variant, {})[row.metric] = {
             "mean": round(float(row.mean), 6), "std": round(float(std), 6), "n": int(row.count)}
     return out
-
-
-def aggregate(files: list[Path], out_dir: str | Path, order: list[str]) -> pd.DataFrame:
-    """Write results.parquet, summary.json, table.md and papers/ (published vs ours, pipeline/paper_view.py)
-    under out_dir from per-cell files."""
-    from pipeline import paper_view, report
-
-    out_dir = Path(out_dir)
-    df = collect(files)
-    write_metrics(df, out_dir / "results.parquet")
-    atomic_write_json(out_dir / "summary.json", summary_json(summarise(df)))
-    atomic_write_text(out_dir / "table.md", report.markdown(df, order))
-    paper_view.write_views(df, out_dir / "papers")
-    return df
-

@@ -20,11 +20,14 @@ import torch
 from pipeline import classifier as clf
 from pipeline import data as datamod
 from pipeline import results
-from pipeline.config import NetworkConfig, Params, from_dict, stable_hash, to_dict
-from pipeline.data import BatchSampler, DataInfo, load_prepared
+from pipeline.config import Params
+from pipeline.data import BatchSampler, load_prepared
+from pipeline.datainfo import DataInfo
 from pipeline.export import FrozenVAE, export_vae, load_vae_export
 from pipeline.io import atomic_savez, atomic_torch_save, atomic_write_json, safe_torch_load
 from pipeline.methods import REGISTRY, Method
+from pipeline.schema import from_dict, stable_hash, to_dict
+from pipeline.sections import NetworkConfig
 from pipeline.training import Trainer, resolve_device
 
 MODEL_FORMAT = "model/1"
@@ -275,7 +278,9 @@ def aggregate(params: Params, evals_dir: Path, out_dir: Path) -> pd.DataFrame:
         if absent:
             raise FileNotFoundError(f"{len(absent)} grid cells have no metrics yet (e.g. {absent[0]}): "
                                     "run `dvc repro` (the evaluate stages) first")
-        df = results.aggregate(files, out_dir, params.grid.evaluate)
+        from pipeline import report as report_mod
+
+        df = report_mod.aggregate(files, out_dir, params.grid.evaluate)
         print(f"[aggregate] {len(files)} cells, {len(df)} rows -> {out_dir}")
         return df
 

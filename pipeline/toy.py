@@ -34,12 +34,14 @@ from scipy.spatial.distance import cdist  # noqa: E402
 from scipy.special import logsumexp  # noqa: E402
 
 from pipeline import run  # noqa: E402
-from pipeline.config import GridConfig, ModelSpec, Params, Stage2Entry, ToyConfig, TrainConfig, to_dict  # noqa: E402
+from pipeline.config import Params  # noqa: E402
 from pipeline.data import load_prepared  # noqa: E402
 from pipeline.io import atomic_write, atomic_write_json  # noqa: E402
 from pipeline.methods import Method  # noqa: E402
 from pipeline.methods.avae import AvaeConfig  # noqa: E402
 from pipeline.methods.vae import VaeConfig  # noqa: E402
+from pipeline.schema import to_dict  # noqa: E402
+from pipeline.sections import GridConfig, ModelSpec, Stage2Entry, ToyConfig, TrainConfig  # noqa: E402
 
 DATASET = "toy2d"
 MODELS = ("vae", "avae", "avae_xi")  # the VAE, G(z), G(z, ξ)

@@ -29,10 +29,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pipeline.config import TrainConfig
 from pipeline.data import BatchSampler
 from pipeline.io import atomic_write, atomic_write_text, safe_torch_load
 from pipeline.methods import Method
+from pipeline.sections import TrainConfig
 
 CHECKPOINT_FORMAT = "train_checkpoint/2"
 # a gated phase may skip every update of an iteration; its schedule still advances with the iteration

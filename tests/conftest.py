@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from pipeline import data as datamod
-from pipeline.config import DatasetConfig, NetworkConfig, TrainConfig, parse_params
+from pipeline.config import parse_params
+from pipeline.datasets import fashion_mnist
+from pipeline.sections import DatasetConfig, NetworkConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,9 +40,9 @@ def idx_folder(tmp_path, monkeypatch):
     arrays = {"train_x": rng.integers(0, 256, (96, 28, 28)), "train_y": rng.integers(0, 10, 96),
               "test_x": rng.integers(0, 256, (32, 28, 28)), "test_y": rng.integers(0, 10, 32)}
     pinned = {}
-    for key, (stem, _) in datamod.FASHION_MNIST_FILES.items():
+    for key, (stem, _) in fashion_mnist.FASHION_MNIST_FILES.items():
         pinned[key] = (stem, write_idx(folder / f"{stem}.gz", arrays[key]))
-    monkeypatch.setattr(datamod, "FASHION_MNIST_FILES", pinned)
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_FILES", pinned)
     return folder, arrays
 
 

@@ -19,8 +19,9 @@ import torch
 from PIL import Image
 
 from pipeline import data as datamod
-from pipeline import evaluate, results, run
+from pipeline import evaluate, report, results, run
 from pipeline import io as pio
+from pipeline.datainfo import DataInfo
 from pipeline.datasets.base import Plan, Split
 from tests.test_results import frame
 
@@ -175,7 +176,7 @@ def vector_plan(version: float, fail_at: int | None = None, reads: list | None =
             raise OSError(errno.ENOSPC, "No space left on device")
         return np.full((stop - start, 2), version, np.float32), None
 
-    info = datamod.DataInfo("points", "vector", (2,), "raw", 0)
+    info = DataInfo("points", "vector", (2,), "raw", 0)
     return Plan(info, {"train": Split(20, (2,), read, labelled=False, dtype="float32")}, {"version": version})
 
 
@@ -213,7 +214,7 @@ def test_a_failed_cell_is_recorded_and_never_removes_other_cells_rows(tmp_path, 
     run.record_failed_cell(params, "toy2d", "avae_b", 0, failed_dir, "train", "RuntimeError: loss is NaN")
     files.append(failed_dir / "metrics.parquet")
 
-    before = results.aggregate(files, tmp_path / "out", ["vae", "gan", "avae_b"])
+    before = report.aggregate(files, tmp_path / "out", ["vae", "gan", "avae_b"])
     assert len(before) == 2 * len(good) + 1
     for v, s, x in good:
         cell = before[(before.variant == v) & (before.seed == s)]
@@ -223,7 +224,7 @@ def test_a_failed_cell_is_recorded_and_never_removes_other_cells_rows(tmp_path, 
     assert failed.reason.item() == "train: RuntimeError: loss is NaN" and math.isnan(failed.value.item())
 
     good_cell(files[-1], "avae_b", 0, 0.4)  # the failed cell re-runs and succeeds
-    after = results.aggregate(files, tmp_path / "out", ["vae", "gan", "avae_b"])
+    after = report.aggregate(files, tmp_path / "out", ["vae", "gan", "avae_b"])
     key = ["variant", "seed", "metric"]
     others = before[before.variant != "avae_b"]
     kept = others.merge(after, on=key, suffixes=("", "_after"))

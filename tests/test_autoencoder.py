@@ -11,9 +11,9 @@ from torch import nn
 
 from pipeline import autoencoder, evaluate
 from pipeline import data as datamod
-from pipeline.config import AutoencoderConfig, DatasetConfig
-from pipeline.data import to_model_scale
+from pipeline.datainfo import to_model_scale
 from pipeline.methods import Method
+from pipeline.sections import AutoencoderConfig, DatasetConfig
 from tests.conftest import TINY_NET
 from tests.shapes import write_shapes
 from tests.test_metrics_evaluate import cfg

@@ -23,9 +23,9 @@ from PIL import Image
 
 from pipeline import data as datamod
 from pipeline.cli import main
-from pipeline.config import DatasetConfig
-from pipeline.data import DATASETS
+from pipeline.datasets import DATASETS
 from pipeline.datasets import cifar, lsun, mnist, svhn
+from pipeline.sections import DatasetConfig
 from tests.conftest import ROOT, tiny_params, write_idx
 from tests.test_datasets import blocky, cifar_files, halve, md5, write_lsun, write_pngs, write_svhn
 

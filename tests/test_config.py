@@ -3,7 +3,8 @@
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, load_params, parse_params
+from pipeline.config import load_params, parse_params
+from pipeline.schema import ConfigError
 from tests.conftest import ROOT, tiny_params
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pipeline import data as datamod
-from pipeline.data import DataInfo
+from pipeline.datainfo import DataInfo, DatasetCorrupt
 from pipeline.export import ExportError, export_vae, load_vae_export
 from pipeline.methods.vae import VAE, VaeConfig
 from tests.conftest import TINY_NET
@@ -36,7 +36,7 @@ def flip_bit(path: Path, offset: int | None = None) -> None:
 def test_corrupt_prepared_array_is_refused_naming_file_and_fix(image_prepared, tmp_path, corrupt, fname):
     path = tmp_path / "fmnist" / fname
     corrupt(path)
-    with pytest.raises(datamod.DatasetCorrupt) as raised:
+    with pytest.raises(DatasetCorrupt) as raised:
         datamod.load_prepared(path.parent)
     message = str(raised.value)
     assert str(path) in message and "checksum differs" in message and "dvc repro prepare" in message
@@ -45,14 +45,14 @@ def test_corrupt_prepared_array_is_refused_naming_file_and_fix(image_prepared, t
 def test_truncated_prepared_meta_is_refused_naming_file_and_fix(image_prepared, tmp_path):
     meta = tmp_path / "fmnist" / "meta.json"
     truncate(meta)
-    with pytest.raises(datamod.DatasetCorrupt, match=re.escape(f"{meta}: not valid JSON") + ".*dvc repro prepare"):
+    with pytest.raises(DatasetCorrupt, match=re.escape(f"{meta}: not valid JSON") + ".*dvc repro prepare"):
         datamod.load_prepared(meta.parent)
 
 
 def test_missing_prepared_array_is_refused_naming_file_and_fix(image_prepared, tmp_path):
     path = tmp_path / "fmnist" / "train_y.npy"
     path.unlink()
-    with pytest.raises(datamod.DatasetCorrupt, match=re.escape(f"{path}: listed in meta.json but absent") + ".*dvc repro prepare"):
+    with pytest.raises(DatasetCorrupt, match=re.escape(f"{path}: listed in meta.json but absent") + ".*dvc repro prepare"):
         datamod.load_prepared(path.parent)
 
 

@@ -8,17 +8,19 @@ import pytest
 import torch
 
 from pipeline import data as datamod
-from pipeline.config import DatasetConfig
+from pipeline.datainfo import DatasetCorrupt, DatasetMissing, to_model_scale
+from pipeline.datasets.base import read_idx
+from pipeline.sections import DatasetConfig
 from tests.conftest import write_idx
 
 
 def test_read_idx_roundtrip(tmp_path):
     array = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
     digest = write_idx(tmp_path / "a.gz", array)
-    got, got_digest = datamod.read_idx(tmp_path / "a.gz")
+    got, got_digest = read_idx(tmp_path / "a.gz")
     assert np.array_equal(got, array) and got_digest == digest
     write_idx(tmp_path / "b", array, compress=False)
-    assert np.array_equal(datamod.read_idx(tmp_path / "b")[0], array)
+    assert np.array_equal(read_idx(tmp_path / "b")[0], array)
 
 
 def test_prepare_pads_to_32_and_keeps_the_official_split(idx_folder, tmp_path):
@@ -40,19 +42,19 @@ def test_prepare_pads_to_32_and_keeps_the_official_split(idx_folder, tmp_path):
 def test_model_scale_is_minus_one_to_one(image_prepared):
     batch = datamod.BatchSampler(image_prepared.x("train"), image_prepared.info, 16, torch.device("cpu"), 0).next()
     assert batch.min() >= -1 and batch.max() <= 1 and batch.shape == (16, 1, 32, 32)
-    assert torch.equal(datamod.to_model_scale(torch.tensor([[0, 255]], dtype=torch.uint8), image_prepared.info),
+    assert torch.equal(to_model_scale(torch.tensor([[0, 255]], dtype=torch.uint8), image_prepared.info),
                        torch.tensor([[-1.0, 1.0]]))
 
 
 def test_missing_dataset_says_how_to_get_it(tmp_path):
-    with pytest.raises(datamod.DatasetMissing, match="apt-get install -y dataset-fashion-mnist"):
+    with pytest.raises(DatasetMissing, match="apt-get install -y dataset-fashion-mnist"):
         datamod.prepare("fashion_mnist", DatasetConfig(source=str(tmp_path / "nowhere")), tmp_path / "out")
 
 
 def test_wrong_checksum_is_refused_and_nothing_is_written(idx_folder, tmp_path):
     folder, arrays = idx_folder
     write_idx(folder / "t10k-labels-idx1-ubyte.gz", (arrays["test_y"] + 1) % 10)  # other content
-    with pytest.raises(datamod.DatasetCorrupt, match="t10k-labels-idx1-ubyte.gz: checksum mismatch"):
+    with pytest.raises(DatasetCorrupt, match="t10k-labels-idx1-ubyte.gz: checksum mismatch"):
         datamod.prepare("fashion_mnist", DatasetConfig(source=str(folder)), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -62,14 +64,14 @@ def test_truncated_file_is_refused(idx_folder, tmp_path):
     path = folder / "train-images-idx3-ubyte.gz"
     blob = gzip.decompress(path.read_bytes())
     path.write_bytes(gzip.compress(blob[:-100]))
-    with pytest.raises(datamod.DatasetCorrupt, match="truncated"):
+    with pytest.raises(DatasetCorrupt, match="truncated"):
         datamod.prepare("fashion_mnist", DatasetConfig(source=str(folder)), tmp_path / "out")
 
 
 def test_corrupt_gzip_is_refused(idx_folder, tmp_path):
     folder, _ = idx_folder
     (folder / "train-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8bnot really gzip")
-    with pytest.raises(datamod.DatasetCorrupt, match="train-labels-idx1-ubyte.gz"):
+    with pytest.raises(DatasetCorrupt, match="train-labels-idx1-ubyte.gz"):
         datamod.prepare("fashion_mnist", DatasetConfig(source=str(folder)), tmp_path / "out")
 
 
@@ -77,7 +79,7 @@ def test_prepared_tampering_is_detected(image_prepared, tmp_path):
     folder = tmp_path / "fmnist"
     arr = np.load(folder / "test_y.npy")
     np.save(folder / "test_y.npy", (arr + 1) % 10)
-    with pytest.raises(datamod.DatasetCorrupt, match="test_y.npy: checksum differs"):
+    with pytest.raises(DatasetCorrupt, match="test_y.npy: checksum differs"):
         datamod.load_prepared(folder)
 
 

@@ -22,10 +22,13 @@ import pytest
 from PIL import Image
 
 from pipeline import data as datamod
-from pipeline.config import ConfigError, DatasetConfig, parse_params
-from pipeline.data import DATASETS, DatasetCorrupt, DatasetMissing
+from pipeline.config import parse_params
+from pipeline.datainfo import DatasetCorrupt, DatasetMissing
+from pipeline.datasets import DATASETS
 from pipeline.datasets import celeba, cifar, lsun, mnist, svhn
 from pipeline.datasets.base import crop_box
+from pipeline.schema import ConfigError
+from pipeline.sections import DatasetConfig
 from tests.conftest import tiny_params, write_idx
 
 RNG = np.random.default_rng(0)

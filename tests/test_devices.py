@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from pipeline.config import ConfigError, parse_params
+from pipeline.config import parse_params
 from pipeline.devices import DevicePool, HostSlots
+from pipeline.schema import ConfigError
 from tests.conftest import ROOT, tiny_params
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.data import FASHION_MNIST_DEFAULT, FASHION_MNIST_ENV
+from pipeline.datasets.fashion_mnist import FASHION_MNIST_DEFAULT, FASHION_MNIST_ENV
 from tests.conftest import ROOT
 from tests.test_metrics_evaluate import NEEDS_WEIGHTS
 

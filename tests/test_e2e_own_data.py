@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from pipeline import evaluate
-from pipeline.config import EvaluateConfig
+from pipeline.sections import EvaluateConfig
 from tests.conftest import ROOT
 from tests.shapes import write_shapes
 from tests.test_metrics_evaluate import NEEDS_WEIGHTS

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pipeline.data import DataInfo
+from pipeline.datainfo import DataInfo
 from pipeline.export import ExportError, export_vae, load_vae_export
 from pipeline.methods.vae import VAE, VaeConfig
 from tests.conftest import TINY_NET

@@ -21,7 +21,7 @@ import yaml
 from pipeline import plan
 from pipeline import run as stages
 from pipeline.config import load_params, parse_params
-from pipeline.data import FASHION_MNIST_DEFAULT, FASHION_MNIST_ENV
+from pipeline.datasets.fashion_mnist import FASHION_MNIST_DEFAULT, FASHION_MNIST_ENV
 from pipeline.remote import PREFIX
 from tests.conftest import ROOT, tiny_params
 from tests.grid_repo import BIN, dvc, make_repo, tiny_grid

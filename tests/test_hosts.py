@@ -8,10 +8,11 @@ import threading
 
 import pytest
 
-from pipeline.config import ConfigError, parse_params
+from pipeline.config import parse_params
 from pipeline.hosts import SKIPPED, RunState, check_sources, run_remotely, run_stage_here
 from pipeline.plan import StageCall, source_hashes
 from pipeline.remote import SharedRemote
+from pipeline.schema import ConfigError
 from tests.conftest import tiny_params
 from tests.toy_dvc import clone, dvc, make_origin
 

@@ -6,7 +6,7 @@ import torch
 
 from pipeline import metrics
 from pipeline.config import parse_params
-from pipeline.data import to_model_scale
+from pipeline.datainfo import to_model_scale
 from pipeline.run import build_method, load_model, train_cell
 from tests.conftest import tiny_params
 

@@ -12,12 +12,15 @@ import torch
 from torch import nn
 
 from pipeline import losses, metrics
-from pipeline.config import ConfigError, NetworkConfig, load_params, parse_params
-from pipeline.data import BatchSampler, DataInfo, to_model_scale
+from pipeline.config import load_params, parse_params
+from pipeline.data import BatchSampler
+from pipeline.datainfo import DataInfo, to_model_scale
 from pipeline.networks import build_critic
 from pipeline.networks.joint import (DETERMINISTIC_LOG_SIGMA, CodeDiscriminator, DeterministicEncoder,
                                      JointDiscriminator, critic_layers, replace_batch_norm)
 from pipeline.run import build_method, load_model, train_cell
+from pipeline.schema import ConfigError
+from pipeline.sections import NetworkConfig
 from tests.conftest import ROOT, TINY_NET, assert_each_phase_moves_only_its_modules, tiny_params
 
 MODELS = {"wgan_gp": {"method": "wgan_gp"}, "vae_gan": {"method": "vae_gan"}, "bigan": {"method": "bigan"},

@@ -12,8 +12,10 @@ import torch
 
 from pipeline import data as datamod
 from pipeline import losses
-from pipeline.config import ConfigError, DatasetConfig, NetworkConfig, TrainConfig, parse_params
-from pipeline.data import BatchSampler, DataInfo
+from pipeline.config import parse_params
+from pipeline.data import BatchSampler
+from pipeline.datainfo import DataInfo, to_model_scale
+from pipeline.datasets import fashion_mnist
 from pipeline.export import ExportError, export_vae, load_vae_export, record_hash
 from pipeline.methods import REGISTRY
 from pipeline.methods.avae_finetune import AvaeFinetune, AvaeFinetuneConfig
@@ -21,6 +23,8 @@ from pipeline.methods.lsr_gan import LSRGAN, LsrGanConfig
 from pipeline.methods.vae import VAE, VaeConfig
 from pipeline.methods.vae_s import REC_TERMS, VAES, VaeSConfig
 from pipeline.run import load_model, train_cell
+from pipeline.schema import ConfigError
+from pipeline.sections import DatasetConfig, NetworkConfig, TrainConfig
 from pipeline.training import Trainer
 from tests.conftest import tiny_params, write_idx
 
@@ -408,13 +412,13 @@ def shapes_idx(folder, n_train=512, n_test=128, seed=0):
               "test_x": images(n_test), "test_y": rng.integers(0, 10, n_test)}
     folder.mkdir(parents=True, exist_ok=True)
     return {key: (stem, write_idx(folder / f"{stem}.gz", arrays[key]))
-            for key, (stem, _) in datamod.FASHION_MNIST_FILES.items()}
+            for key, (stem, _) in fashion_mnist.FASHION_MNIST_FILES.items()}
 
 
 @pytest.fixture
 def shapes_dir(tmp_path, monkeypatch):
     pinned = shapes_idx(tmp_path / "raw")
-    monkeypatch.setattr(datamod, "FASHION_MNIST_FILES", pinned)
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_FILES", pinned)
     return datamod.prepare("fashion_mnist", DatasetConfig(source=str(tmp_path / "raw")), tmp_path / "shapes")
 
 
@@ -477,7 +481,7 @@ def mean_image_mse(train, x):
 
 
 def as_tensor(prepared, split):
-    return datamod.to_model_scale(torch.from_numpy(np.array(prepared.x(split))), prepared.info)
+    return to_model_scale(torch.from_numpy(np.array(prepared.x(split))), prepared.info)
 
 
 @pytest.mark.slow

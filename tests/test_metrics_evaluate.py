@@ -11,8 +11,8 @@ from torch import nn
 from pipeline import evaluate, metrics, weights
 from pipeline.autoencoder import Autoencoder, TrainedAutoencoder
 from pipeline.classifier import Classifier, predict
-from pipeline.config import AutoencoderConfig, ClassifierConfig, EvaluateConfig
 from pipeline.methods import REGISTRY
+from pipeline.sections import AutoencoderConfig, ClassifierConfig, EvaluateConfig
 from tests.conftest import ROOT, TINY_NET
 from tests.test_metrics import RandomInceptionBase, random_inception
 

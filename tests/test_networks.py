@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from pipeline.config import NetworkConfig
-from pipeline.data import DataInfo
+from pipeline.datainfo import DataInfo
 from pipeline.networks import ConvCritic, ConvGenerator, Encoder, build_critic, build_generator
+from pipeline.sections import NetworkConfig
 
 
 @pytest.mark.parametrize("res,channels", [(32, 1), (32, 3), (64, 3)])

@@ -13,7 +13,8 @@ from pipeline import data as datamod
 from pipeline import evaluate
 from pipeline import run as stages
 from pipeline.cli import main
-from pipeline.config import DatasetConfig, parse_params
+from pipeline.config import parse_params
+from pipeline.sections import DatasetConfig
 from tests.conftest import tiny_params
 from tests.shapes import write_shapes
 from tests.test_metrics_evaluate import NEEDS_WEIGHTS, build, cfg, no_weights  # noqa: F401 (a fixture)

@@ -19,7 +19,7 @@ import yaml
 
 from pipeline import published
 from pipeline.config import load_params
-from pipeline.data import DATASETS
+from pipeline.datasets import DATASETS
 from pipeline.datasets import celeba, lsun, mnist
 from pipeline.execute import LineLog, dvc_commit, run_in_process
 from pipeline.params_file import shrink, smoke, stage_count

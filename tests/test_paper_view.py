@@ -216,7 +216,7 @@ def test_aggregate_writes_the_paper_views_and_the_report_shows_them(tmp_path):
         for seed, value in enumerate(values):
             one = frame({model: [value]}).assign(seed=seed)
             cells.append(results.write_metrics(one, tmp_path / "evals" / model / f"seed{seed}" / "metrics.parquet"))
-    df = results.aggregate(cells, tmp_path / "out", ["vae", "bigan"])
+    df = report.aggregate(cells, tmp_path / "out", ["vae", "bigan"])
     papers = tmp_path / "out" / "papers"
     assert sorted(p.name for p in papers.iterdir()) == ["avae.md", "index.md", "lsr_gan.md"]  # lsr_gan: vae as vae_b1
     assert "- alpha_gan: not run: these results hold none of its rows (datasets: celeba, cifar10)" in \
@@ -228,12 +228,12 @@ def test_aggregate_writes_the_paper_views_and_the_report_shows_them(tmp_path):
 
     faces = [results.write_metrics(frame({"gan": [0.6]}, dataset="celeba", metric="diversity_test"),
                                    tmp_path / "celeba.parquet")]  # α-GAN prints only the test split's own values
-    results.aggregate(faces, tmp_path / "out", ["gan"])
+    report.aggregate(faces, tmp_path / "out", ["gan"])
     assert sorted(p.name for p in papers.iterdir()) == ["alpha_gan.md", "avae.md", "index.md"]  # avae: gan, celeba
     assert "| test data | 0.621 | 0.6 (1 seed) |" in (papers / "alpha_gan.md").read_text()
 
     other = [results.write_metrics(frame({"vae": [0.01]}, dataset="fashion_mnist"), tmp_path / "fm.parquet")]
-    results.aggregate(other, tmp_path / "out", ["vae"])  # no paper dataset: the old views go, the index stays
+    report.aggregate(other, tmp_path / "out", ["vae"])  # no paper dataset: the old views go, the index stays
     assert sorted(p.name for p in papers.iterdir()) == ["index.md"]
     assert "Not run (none of their rows in these results): avae, alpha_gan, lsr_gan, avae_s" in \
            report.html_report(results.read_metrics(tmp_path / "out" / "results.parquet"), ["vae"])

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pipeline import plan
-from pipeline.config import ConfigError, load_params
+from pipeline.config import load_params
+from pipeline.schema import ConfigError
 from tests.grid_repo import dvc, make_repo
 
 CELLS = [(d, m, s) for d in ("toy2d", "fashion_mnist") for m in ("vae", "avae_b") for s in (0, 1)]

@@ -10,7 +10,8 @@ import yaml
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
 from pipeline import prefect_runs
-from pipeline.config import ConfigError, parse_params
+from pipeline.config import parse_params
+from pipeline.schema import ConfigError
 from tests.conftest import ROOT, tiny_params
 
 

@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from pipeline import results
+from pipeline import report, results
 
 
 def frame(**over):
@@ -48,7 +48,7 @@ def test_aggregate_mean_std_and_table(tmp_path):
         gan = frame(seed=seed, variant="gan", method="gan", metric="fd_classifier", value=10.0 + seed)
         for name, df in (("avae_b", avae), ("gan", gan)):
             files.append(results.write_metrics(df, tmp_path / f"{name}{seed}.parquet"))
-    results.aggregate(files, tmp_path / "out", ["vae", "gan", "avae_b"])
+    report.aggregate(files, tmp_path / "out", ["vae", "gan", "avae_b"])
     summary = __import__("json").loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["fashion_mnist"]["avae_b"]["mse"]["mean"] == pytest.approx(0.2)
     assert summary["fashion_mnist"]["avae_b"]["mse"]["std"] == pytest.approx(0.141421, rel=1e-4)
@@ -68,9 +68,9 @@ def write_cell(path, variant, seed, value):
 def test_rerunning_one_cell_replaces_its_rows_and_no_others(tmp_path):
     cells = [("vae", 0, 0.1), ("vae", 1, 0.2), ("avae_b", 0, 0.3)]
     files = [write_cell(tmp_path / f"{v}{s}.parquet", v, s, x) for v, s, x in cells]
-    before = results.aggregate(files, tmp_path / "out", ["vae", "avae_b"])
+    before = report.aggregate(files, tmp_path / "out", ["vae", "avae_b"])
     write_cell(files[1], "vae", 1, 0.9)  # re-run of one cell
-    after = results.aggregate(files, tmp_path / "out", ["vae", "avae_b"])
+    after = report.aggregate(files, tmp_path / "out", ["vae", "avae_b"])
     assert len(after) == len(before) == 6
     key = ["variant", "seed", "metric"]
     merged = before.merge(after, on=key, suffixes=("_before", "_after"))

@@ -74,9 +74,9 @@ def test_bf16_autocast_matches_within_tolerance(image_prepared, tmp_path):
 
 
 def test_bf16_autocast_keeps_losses_fp32(image_prepared, tmp_path):
-    from pipeline.training import apply_speed_options
     from pipeline.methods.vae import VAE, VaeConfig
-    from pipeline.config import TrainConfig, NetworkConfig
+    from pipeline.sections import NetworkConfig, TrainConfig
+    from pipeline.training import apply_speed_options
 
     vae = VAE(VaeConfig(), image_prepared.info, NetworkConfig(width=4, latent_dim=4))
     autocast = apply_speed_options(vae, TrainConfig(autocast="bf16"))
@@ -98,7 +98,7 @@ def test_compile_matches_the_plain_loop(toy_prepared, tmp_path):
 
 def test_network_modules_finds_every_network(image_prepared):
     from pipeline.methods.gan import GAN, GanConfig
-    from pipeline.config import NetworkConfig
+    from pipeline.sections import NetworkConfig
 
     gan = GAN(GanConfig(), image_prepared.info, NetworkConfig(width=4, latent_dim=4))
     assert network_modules(gan) == [gan.generator, gan.discriminator]

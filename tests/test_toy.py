@@ -10,7 +10,8 @@ import yaml
 from PIL import Image
 
 from pipeline.cli import parser
-from pipeline.config import ConfigError, parse_params
+from pipeline.config import parse_params
+from pipeline.schema import ConfigError
 from pipeline.toy import MODELS, branch_figures, branch_of, data_branches, kde_log_density, nearest_distance, run_toy
 from tests.conftest import ROOT, tiny_params
 

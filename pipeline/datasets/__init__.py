@@ -8,12 +8,12 @@ prepared format from a declaration's plan.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+import pkgutil
 
-if TYPE_CHECKING:
-    from pipeline.datasets.base import Dataset
+from pipeline.datasets.base import Dataset
 
-DATASETS: dict[str, "Dataset"] = {}
+DATASETS: dict[str, Dataset] = {}
 
 
 def register(cls: type) -> type:
@@ -25,9 +25,6 @@ def register(cls: type) -> type:
 
 
 def _import_all() -> None:
-    import importlib
-    import pkgutil
-
     for module in pkgutil.iter_modules(__path__):
         if module.name != "base":
             importlib.import_module(f"{__name__}.{module.name}")

@@ -11,7 +11,10 @@ streams them into memory-mapped arrays without holding a split in memory.
 from __future__ import annotations
 
 import abc
+import gzip
+import hashlib
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar
@@ -19,8 +22,9 @@ from typing import Callable, ClassVar
 import numpy as np
 from PIL import Image
 
-from pipeline.config import DatasetConfig, require
-from pipeline.data import DataInfo, DatasetCorrupt, DatasetMissing, file_digest
+from pipeline.datainfo import DataInfo, DatasetCorrupt, DatasetMissing, file_digest
+from pipeline.schema import require
+from pipeline.sections import DatasetConfig
 
 RAW_ROOT = Path("data/raw")  # default location of raw files: data/raw/<dataset> (relative to the repository)
 
@@ -275,6 +279,35 @@ def decode_image(blob: bytes, what: str) -> Image.Image:
         raise DatasetCorrupt(f"{what}: not a readable image ({e}); replace it with a good copy "
                              "(re-extract or re-download it)") from None
     return image
+
+
+# ------------------------------------------------------------------ IDX files (MNIST family)
+
+IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: Path) -> tuple[np.ndarray, str]:
+    """Read an IDX file (optionally gzipped), checking its magic number and length.
+
+    Returns the array and the sha256 of the decompressed file (what FASHION_MNIST_FILES pins).
+    """
+    opener = gzip.open if str(path).endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            blob = f.read()
+    except (OSError, EOFError) as e:
+        raise DatasetCorrupt(f"{path}: cannot be read ({e}); delete it and reinstall the dataset") from None
+    if len(blob) < 4 or blob[0] != 0 or blob[1] != 0 or blob[2] not in IDX_DTYPES:
+        raise DatasetCorrupt(f"{path}: not an IDX file (bad magic number); delete it and reinstall the dataset")
+    ndim = blob[3]
+    dims = struct.unpack(">" + "I" * ndim, blob[4:4 + 4 * ndim])
+    dtype = np.dtype(IDX_DTYPES[blob[2]])
+    expected = 4 + 4 * ndim + int(np.prod(dims)) * dtype.itemsize
+    if len(blob) != expected:
+        raise DatasetCorrupt(f"{path}: {len(blob)} bytes where the header promises {expected} "
+                             "(truncated download?); delete it and reinstall the dataset")
+    array = np.frombuffer(blob, dtype=dtype, offset=4 + 4 * ndim).reshape(dims)
+    return array, hashlib.sha256(blob).hexdigest()
 
 
 # ------------------------------------------------------------------ verification

@@ -16,10 +16,10 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from pipeline.config import DatasetConfig
-from pipeline.data import DatasetCorrupt
+from pipeline.datainfo import DatasetCorrupt
 from pipeline.datasets import register
 from pipeline.datasets.base import Dataset, Plan, Split, capped, decode_all, verify_md5
+from pipeline.sections import DatasetConfig
 
 # torchvision.datasets.CelebA.file_list (torchvision 0.29): md5 of the official files
 MD5 = {"img_align_celeba.zip": "00d2c5bc6d35e252742224ab0c1e8fcb",

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import DatasetConfig
-from pipeline.data import DatasetCorrupt
+from pipeline.datainfo import DatasetCorrupt
 from pipeline.datasets import register
 from pipeline.datasets.base import Dataset, Plan, Split, absent_files, capped, resize_batch, verify_md5
+from pipeline.sections import DatasetConfig
 
 
 class CIFAR(Dataset):

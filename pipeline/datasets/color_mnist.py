@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import DatasetConfig
 from pipeline.datasets import register
 from pipeline.datasets.base import RAW_ROOT, Dataset, Plan, Split
 from pipeline.datasets.fashion_mnist import pad_to
 from pipeline.datasets.mnist import MNIST, load_mnist, mnist_folder
+from pipeline.sections import DatasetConfig
 
 
 def stack_digits(images: np.ndarray, labels: np.ndarray, picks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -17,11 +17,11 @@ import hashlib
 import json
 from pathlib import Path
 
-from pipeline.config import DatasetConfig
-from pipeline.data import DatasetCorrupt
+from pipeline.datainfo import DatasetCorrupt
 from pipeline.datasets import register
 from pipeline.datasets.base import Dataset, Plan, capped
 from pipeline.datasets.image_folder import EXTENSIONS, file_split, list_images
+from pipeline.sections import DatasetConfig
 
 N_TRAIN = 60_000  # ffhq-dataset-v2.json: images below this index are 'training', the rest 'validation'
 FIX = "download it again (https://github.com/NVlabs/ffhq-dataset)"

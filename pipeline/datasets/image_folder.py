@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import DatasetConfig
-from pipeline.data import DataInfo, DatasetCorrupt, DatasetMissing, sha256_file
+from pipeline.datainfo import DataInfo, DatasetCorrupt, DatasetMissing, sha256_file
 from pipeline.datasets import register
 from pipeline.datasets.base import Dataset, Expected, Plan, Split, capped, decode_all
+from pipeline.sections import DatasetConfig
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 SPLITS = ("train", "test")

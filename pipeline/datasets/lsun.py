@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import DatasetConfig
-from pipeline.data import DatasetCorrupt
+from pipeline.datainfo import DatasetCorrupt
 from pipeline.datasets import register
 from pipeline.datasets.base import Dataset, Plan, Split, absent_files, capped, decode_all
+from pipeline.sections import DatasetConfig
 
 COUNTS = {"train": 3_033_042, "val": 300}  # official bedroom entries (LSUN release, fyu/lsun)
 FIX = ("download and unzip it again (python download.py -c bedroom, https://github.com/fyu/lsun); "

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import DatasetConfig
-from pipeline.data import read_idx
 from pipeline.datasets import register
+from pipeline.datasets.base import read_idx
 from pipeline.datasets.base import Dataset, Plan, absent_files, array_split, capped, check_counts, verify_md5
 from pipeline.datasets.fashion_mnist import pad_to
+from pipeline.sections import DatasetConfig
 
 # torchvision.datasets.MNIST.resources (torchvision 0.29): official .gz files and their md5
 MD5 = {

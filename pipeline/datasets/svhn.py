@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import DatasetConfig
-from pipeline.data import DatasetCorrupt
+from pipeline.datainfo import DatasetCorrupt
 from pipeline.datasets import register
 from pipeline.datasets.base import Dataset, Plan, Split, absent_files, capped, resize_batch, verify_md5
+from pipeline.sections import DatasetConfig
 
 # torchvision.datasets.SVHN.split_list (torchvision 0.29): file and md5 per split
 MD5 = {"train": ("train_32x32.mat", "e26dedcc434d2e4c54c9b2d4a06d8373"),

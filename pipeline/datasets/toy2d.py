@@ -6,10 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import DatasetConfig
-from pipeline.data import DataInfo, toy2d_sample
+from pipeline.datainfo import DataInfo
 from pipeline.datasets import register
 from pipeline.datasets.base import Dataset, Expected, Plan, Split
+from pipeline.sections import DatasetConfig
+
+
+def toy2d_sample(n: int, rng: np.random.Generator) -> np.ndarray:
+    """AVAE §5.1: z1, z2, eps ~ N(0,1); x = (3 z1 + 0.1 eps, cos(3 z1) + tanh(3 z2) + 0.1 eps)."""
+    z1, z2, eps = rng.standard_normal((3, n))
+    return np.stack([3 * z1 + 0.1 * eps, np.cos(3 * z1) + np.tanh(3 * z2) + 0.1 * eps], 1).astype(np.float32)
 
 
 @register

@@ -15,8 +15,8 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
-from pipeline.config import NetworkConfig
-from pipeline.data import DataInfo
+from pipeline.datainfo import DataInfo
+from pipeline.sections import NetworkConfig
 
 
 @dataclass

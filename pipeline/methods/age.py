@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from pipeline import losses
-from pipeline.config import ConfigError
 from pipeline.methods import EncoderGeneratorMethod, Phase, register
 from pipeline.networks import build_generator
 from pipeline.networks.joint import DeterministicEncoder
+from pipeline.schema import ConfigError
 
 
 @dataclass

@@ -21,10 +21,10 @@ from typing import Literal
 import torch
 
 from pipeline import losses
-from pipeline.config import ConfigError
 from pipeline.methods import EncoderGeneratorMethod, Phase, register
 from pipeline.networks import build_critic, build_generator
 from pipeline.networks.joint import DeterministicEncoder, build_code_discriminator
+from pipeline.schema import ConfigError
 
 
 @dataclass

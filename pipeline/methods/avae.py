@@ -13,9 +13,9 @@ from typing import Literal
 import torch
 
 from pipeline import losses
-from pipeline.config import ConfigError
 from pipeline.methods import Method, Phase, register
 from pipeline.networks import build_critic, build_generator
+from pipeline.schema import ConfigError
 
 
 @dataclass

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import torch
 
 from pipeline import losses
-from pipeline.config import ConfigError, from_dict
 from pipeline.methods import REGISTRY, Method, Phase, register
 from pipeline.networks.architectures import build_pooled_discriminator
+from pipeline.schema import ConfigError, from_dict
 
 
 @dataclass

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import torch
 
 from pipeline import losses
-from pipeline.config import ConfigError
 from pipeline.methods import EncoderGeneratorMethod, Phase, register
 from pipeline.networks import build_generator
 from pipeline.networks.joint import DeterministicEncoder, JointDiscriminator
+from pipeline.schema import ConfigError
 
 
 @dataclass

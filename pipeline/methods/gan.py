@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import torch
 
 from pipeline import losses
-from pipeline.config import ConfigError
 from pipeline.methods import Method, Phase, register
 from pipeline.networks import build_critic, build_generator
+from pipeline.schema import ConfigError
 
 
 @dataclass

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import torch
 
 from pipeline import losses
-from pipeline.config import ConfigError
 from pipeline.methods import Method, Phase, register
 from pipeline.networks.architectures import build_decoder, build_gan_discriminator
+from pipeline.schema import ConfigError
 
 
 @dataclass

@@ -8,9 +8,9 @@ from typing import Literal
 import torch
 
 from pipeline import losses
-from pipeline.config import ConfigError, to_dict
 from pipeline.methods import EncoderDecoderMethod, Phase, register
 from pipeline.networks.architectures import build_decoder, build_encoder
+from pipeline.schema import ConfigError, to_dict
 
 
 @dataclass

@@ -17,10 +17,10 @@ from typing import Literal
 import torch
 
 from pipeline import losses
-from pipeline.config import ConfigError
 from pipeline.methods import EncoderDecoderMethod, Phase, register
 from pipeline.networks import Encoder, build_critic, build_generator
 from pipeline.networks.joint import critic_layers
+from pipeline.schema import ConfigError
 
 
 @dataclass

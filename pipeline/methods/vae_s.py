@@ -31,11 +31,11 @@ from typing import Literal
 import torch
 
 from pipeline import losses
-from pipeline.config import ConfigError
-from pipeline.data import to_unit_scale
+from pipeline.datainfo import to_unit_scale
 from pipeline.methods import Method, register
 from pipeline.methods.vae import VAE
 from pipeline.networks.architectures import build_decoder, build_encoder
+from pipeline.schema import ConfigError
 
 REC_TERMS = ("mae", "mse", "dssim", "sobel", "gabor")  # 004 eq. 5, in the order of λ1..λ5
 

@@ -8,10 +8,10 @@ from typing import Literal
 import torch
 
 from pipeline import losses
-from pipeline.config import ConfigError
 from pipeline.methods import Method, Phase, register
 from pipeline.networks import build_critic, build_generator
 from pipeline.networks.joint import replace_batch_norm
+from pipeline.schema import ConfigError
 
 
 @dataclass

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.config import NetworkConfig
-from pipeline.data import DataInfo
+from pipeline.datainfo import DataInfo
+from pipeline.sections import NetworkConfig
 
 
 def n_blocks(resolution: int) -> int:

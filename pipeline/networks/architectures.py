@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from pipeline.config import NetworkConfig
-from pipeline.data import DataInfo
+from pipeline.datainfo import DataInfo
 from pipeline.networks import Encoder, build_critic, build_generator
 from pipeline.networks import avae_s, resnet
+from pipeline.sections import NetworkConfig
 
 ARCHITECTURES = ("dcgan", "resnet", "avae_s")
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.data import DataInfo
+from pipeline.datainfo import DataInfo
+from pipeline.networks import n_blocks
 
 LAYOUT = {32: (4, 3), 64: (4, 4), 96: (6, 4)}  # resolution -> (start size, levels)
 
@@ -85,8 +86,6 @@ class AvaeSDecoder(nn.Module):
 def max_pool_conv_critic(info: DataInfo, width: int, out_dim: int = 1) -> nn.Module:
     """004's discriminator built on the AVAE Fig. 5 encoder (architecture 'dcgan'): every stride-2
     conv replaced by a 'same' stride-1 conv and a 2x2 max pooling."""
-    from pipeline.networks import n_blocks
-
     k = n_blocks(info.resolution)
     layers: list[nn.Module] = [nn.Conv2d(info.channels, width, 5, padding=2), nn.MaxPool2d(2),
                                nn.LeakyReLU(0.2, inplace=True)]

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.config import NetworkConfig
-from pipeline.data import DataInfo
+from pipeline.datainfo import DataInfo
 from pipeline.networks import MLP, ConvCritic, build_critic, n_blocks
+from pipeline.sections import NetworkConfig
 
 DETERMINISTIC_LOG_SIGMA = -10.0  # log σ reported by deterministic encoders (σ = e^-10 ≈ 4.5e-5)
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipeline.data import DataInfo
+from pipeline.datainfo import DataInfo
 
 RESOLUTIONS = (32, 64)
 
