@@ -82,10 +82,10 @@ def dataset_report(params: Params, name: str, prepared_root: Path) -> DatasetRep
     report = DatasetReport(name, describe(facts))
     if facts.kind != "image":
         image_only = [r for spec in chosen_metrics(params.evaluate.metrics, "image") if "image" in spec.needs
-                      for r in spec.rows]
+                      for r in spec.row_names]
         report.lacking.append(Lacking(image_only, "not computed", f"{facts.kind} data: image metrics have no column"))
     specs = chosen_metrics(params.evaluate.metrics, facts.kind)
-    classifier_rows = [r for spec in specs if "classifier" in spec.needs for r in spec.rows]
+    classifier_rows = [r for spec in specs if "classifier" in spec.needs for r in spec.row_names]
     if facts.n_classes is None:
         why = (f"labels unknown until the raw folder is there ({facts.known_from}); with every image directly in it "
                "(no class subfolders) and no split_file label column, these rows will be missing")
@@ -95,7 +95,7 @@ def dataset_report(params: Params, name: str, prepared_root: Path) -> DatasetRep
         report.lacking.append(Lacking(classifier_rows, "missing", why))
     for weights in dict.fromkeys(w for spec in specs for w in spec.weights):
         reason = weights_reason(weights, params.evaluate)
-        rows = [r for spec in specs if weights in spec.weights for r in spec.rows]
+        rows = [r for spec in specs if weights in spec.weights for r in spec.row_names]
         if reason:
             report.lacking.append(Lacking(rows, "missing", reason))
     return report

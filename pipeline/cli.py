@@ -157,7 +157,12 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "metrics":
         from pipeline.evaluate import METRICS
 
-        print("\n".join(f"{name}: needs {', '.join(sorted(spec.needs)) or 'nothing'}; rows {', '.join(spec.rows)}"
+        def row(r) -> str:  # name, ↓ / ↑ where lower / higher is better, its table section
+            section = f" [{r.section.split()[0].lower()}]" if r.section else ""
+            return r.name + {"lower": " ↓", "higher": " ↑"}.get(r.better, "") + section
+
+        print("\n".join(f"{name}: needs {', '.join(sorted(spec.needs)) or 'nothing'}; rows "
+                        + ", ".join(row(r) for r in spec.rows)
                         + (f"; weights {', '.join(spec.weights)}" if spec.weights else "")
                         for name, spec in METRICS.items()))
         return 0
@@ -205,8 +210,10 @@ def run(args: argparse.Namespace) -> int:
         print(data_report(params.datasets, args.prepared))
     elif args.command == "weights":
         from pipeline import weights
+        from pipeline.evaluate import registry
 
-        print(weights.report(params.evaluate.inception_weights, params.evaluate.alexnet_weights))
+        needing = {name: registry.rows_needing(name) for name in registry.WEIGHTS}
+        print(weights.report(needing, params.evaluate.inception_weights, params.evaluate.alexnet_weights))
     elif args.command == "bench":
         from pipeline import bench
 

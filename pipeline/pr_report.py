@@ -20,7 +20,7 @@ from pipeline import diff, findings
 from pipeline.io import atomic_write, atomic_write_text
 from pipeline.significance import format_p
 
-GRID = "samples.png"  # the 8×8 sample grid pipeline/evaluate.py writes per cell
+GRID = "samples.png"  # the 8×8 sample grid pipeline/evaluate/pictures.py writes per cell
 MAX_GRIDS = 6  # combined PNGs per report (a comment stays readable)
 
 

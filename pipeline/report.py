@@ -21,34 +21,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from pipeline import paper_view, results  # noqa: E402
+from pipeline.evaluate import registry  # noqa: E402
 from pipeline.io import atomic_write_json, atomic_write_text  # noqa: E402
 from pipeline.results import summarise  # noqa: E402
 
-LOWER_IS_BETTER = {"mse", "lpips", "fid", "fid_64", "fid_192", "fid_768", "kid", "fid_seeded", "fid_random",
-                   "kid_seeded", "kid_random", "fd_classifier", "fd_autoencoder", "fd_data", "recon_variance"}
-HIGHER_IS_BETTER = {"cosine", "recon_accuracy", "recon_accuracy_relative", "inception_score",
-                    "inception_score_classifier", "indep_critic", "sharpness_laplace", "sharpness_norm_laplace",
-                    "sharpness_laplace_recon", "sharpness_norm_laplace_recon", "precision", "recall", "coverage",
-                    "precision_classifier", "recall_classifier", "coverage_classifier"}
-# kl, diversity and density have no better direction: diversity is read against the test set's own
-# value, density is 1 on average for samples from the data distribution (Naeem et al. 2020).
-
-SECTIONS = [
-    ("Reconstruction (test split)", ["mse", "lpips", "cosine", "kl", "recon_variance", "recon_accuracy",
-                                     "recon_accuracy_relative", "fid_seeded", "fid_random", "kid_seeded",
-                                     "kid_random", "sharpness_laplace_recon", "sharpness_norm_laplace_recon"]),
-    ("Generation (samples)", ["fid", "fid_64", "fid_192", "fid_768", "kid", "fd_classifier", "fd_autoencoder",
-                              "inception_score", "inception_score_classifier", "precision", "recall", "density",
-                              "coverage", "precision_classifier", "recall_classifier", "density_classifier",
-                              "coverage_classifier", "diversity", "indep_critic", "sharpness_laplace",
-                              "sharpness_norm_laplace", "fd_data"]),
-]
-# metric -> the test data's own value, shown in a "test data" row (α-GAN: diversity beside the
-# data's; AVAE-S T3: ground-truth sharpness)
-REFERENCE = {"diversity": "diversity_test", "sharpness_laplace": "sharpness_laplace_test",
-             "sharpness_norm_laplace": "sharpness_norm_laplace_test",
-             "sharpness_laplace_recon": "sharpness_laplace_test",
-             "sharpness_norm_laplace_recon": "sharpness_norm_laplace_test"}
 PICTURES = [("samples.png", "samples"), ("reconstructions.png", "test originals / reconstructions (alternating rows)"),
             ("interpolation.png", "latent interpolation"), ("traversals.png", "latent traversals (a row per dim)")]
 SWEEP_METRICS = ["mse", "recon_variance", "recon_accuracy", "recon_accuracy_relative", "fid", "fd_classifier",
@@ -78,9 +54,9 @@ def ordered_variants(df: pd.DataFrame, order: list[str]) -> list[str]:
 
 def columns_for(sub: pd.DataFrame) -> list[tuple[str, list[str]]]:
     """Table sections with the metrics present for this dataset; leftovers go to 'Other'."""
-    present = set(sub["metric"]) - set(REFERENCE.values())
+    present = set(sub["metric"]) - set(registry.references().values())
     out, used = [], set()
-    for title, names in SECTIONS:
+    for title, names in registry.table_sections():
         cols = [m for m in names if m in present]
         used |= set(cols)
         if cols:
@@ -116,13 +92,13 @@ def table(df: pd.DataFrame, dataset: str, metrics_: list[str], order: list[str])
             rows.append((variant, entries))
     for j, metric in enumerate(metrics_):
         values = [(e[j].mean, i) for i, (_, e) in enumerate(rows) if e[j].mean is not None]
-        if len(values) >= 2 and (metric in LOWER_IS_BETTER or metric in HIGHER_IS_BETTER):
-            best = (min if metric in LOWER_IS_BETTER else max)(v for v, _ in values)
+        if len(values) >= 2 and registry.better(metric):
+            best = (min if registry.better(metric) == registry.LOWER else max)(v for v, _ in values)
             for v, i in values:
                 rows[i][1][j].bold = v == best
-    reference = [Entry("—") for _ in metrics_]
+    reference, references = [Entry("—") for _ in metrics_], registry.references()
     for j, metric in enumerate(metrics_):
-        ref = sub[(sub["metric"] == REFERENCE.get(metric, "")) & (sub["status"] == "ok")]["value"]
+        ref = sub[(sub["metric"] == references.get(metric, "")) & (sub["status"] == "ok")]["value"]
         if len(ref):
             reference[j] = Entry(fmt(float(ref.mean()), 0.0), float(ref.mean()), 0.0)
     if any(e.mean is not None for e in reference):
@@ -144,7 +120,7 @@ def grouped(notes: dict[str, str]) -> list[tuple[str, str]]:
 
 
 def arrow(metric: str) -> str:
-    return " ↓" if metric in LOWER_IS_BETTER else " ↑" if metric in HIGHER_IS_BETTER else ""
+    return {registry.LOWER: " ↓", registry.HIGHER: " ↑"}.get(registry.better(metric), "")
 
 
 def count(n: int) -> str:
@@ -219,7 +195,7 @@ def bar_charts(df: pd.DataFrame, dataset: str, order: list[str]) -> list[tuple[s
     """(metric, data URI) of a bar chart (mean ± std over seeds, a bar per model) per ok metric."""
     stats = summarise(df[df["dataset"] == dataset])
     out = []
-    for metric in sorted(set(stats["metric"]) - set(REFERENCE.values())):  # test-data values are in the tables
+    for metric in sorted(set(stats["metric"]) - set(registry.references().values())):  # test-data values: tables
         s = stats[stats["metric"] == metric].set_index("variant")
         variants = [v for v in ordered_variants(df[df["dataset"] == dataset], order) if v in s.index]
         fig, ax = plt.subplots(figsize=(3.6, 2.4))

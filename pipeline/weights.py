@@ -124,19 +124,14 @@ def digest(path: str | Path) -> str:
     return sha256(path)[:16]
 
 
-METRICS_NEEDING = {  # weights -> the metric rows that are `missing` without them
-    "inception": "fid, fid_64, fid_192, fid_768, kid, fid_seeded, fid_random, kid_seeded, kid_random, "
-                 "inception_score, precision, recall, density, coverage",
-    "alexnet": "lpips",
-}
-
-
-def report(inception_path: str = "", alexnet_path: str = "") -> str:
-    """Human-readable status of every weight file (python -m pipeline weights)."""
+def report(rows_needing: dict[str, list[str]], inception_path: str = "", alexnet_path: str = "") -> str:
+    """Human-readable status of every weight file (python -m pipeline weights); rows_needing: the
+    metric rows `missing` without the Inception ("inception") and LPIPS ("lpips") files, as the
+    metric registry (pipeline.evaluate.registry.rows_needing) states them."""
     lines = []
-    for status, metrics in ((inception(inception_path), METRICS_NEEDING["inception"]),
-                            (alexnet(alexnet_path), METRICS_NEEDING["alexnet"]),
-                            (lpips_linear(), METRICS_NEEDING["alexnet"])):
+    for status, needing in ((inception(inception_path), rows_needing["inception"]),
+                            (alexnet(alexnet_path), rows_needing["lpips"]), (lpips_linear(), rows_needing["lpips"])):
+        metrics = ", ".join(needing)
         state = (f"verified: {status.path} (sha256 {status.actual})" if status.verified
                  else f"WRONG FILE: {status.reason}" if status.present else "ABSENT")
         lines.append(f"{status.name} [{metrics}]: {state}")

@@ -23,6 +23,7 @@ from pipeline import evaluate, report, results, run
 from pipeline import io as pio
 from pipeline.datainfo import DataInfo
 from pipeline.datasets.base import Plan, Split
+from pipeline.evaluate import pictures as pictures_module
 from tests.test_results import frame
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -146,7 +147,7 @@ def test_png_grid_is_a_png_although_the_temp_name_ends_in_tmp(tmp_path):
 def test_full_disk_during_a_png_grid_write_keeps_the_old_png(tmp_path, monkeypatch):
     path = pictures(tmp_path, torch.zeros(4, 1, 8, 8)).samples()
     old = path.read_bytes()
-    monkeypatch.setattr(evaluate, "save_image", disk_full_half_way(evaluate.save_image))
+    monkeypatch.setattr(pictures_module, "save_image", disk_full_half_way(pictures_module.save_image))
     with pytest.raises(OSError) as raised:
         pictures(tmp_path, torch.ones(4, 1, 8, 8)).samples()
     assert raised.value.errno == errno.ENOSPC

@@ -21,8 +21,8 @@ from tests.test_metrics_evaluate import NEEDS_WEIGHTS
 
 pytestmark = pytest.mark.slow
 
-IMAGE_ROWS = {row for spec in evaluate.chosen_metrics([], "image") for row in spec.rows}
-CLASSIFIER_ROWS = {row for spec in evaluate.METRICS.values() if "classifier" in spec.needs for row in spec.rows}
+IMAGE_ROWS = {row for spec in evaluate.chosen_metrics([], "image") for row in spec.row_names}
+CLASSIFIER_ROWS = {row for spec in evaluate.METRICS.values() if "classifier" in spec.needs for row in spec.row_names}
 TINY_NET = {"classifier": {"epochs": 1, "batch_size": 16, "lr": 0.001, "width": 4, "feature_dim": 8},
             "autoencoder": {"epochs": 2, "batch_size": 16, "lr": 0.003, "width": 4, "feature_dim": 8, "seed": 0}}
 
@@ -53,7 +53,7 @@ def rows_without_weights(env: dict, monkeypatch) -> set[str]:
         monkeypatch.setenv(key, env[key])
     monkeypatch.delenv("ALEXNET_WEIGHTS", raising=False)
     return {row for spec in evaluate.METRICS.values() for name in spec.weights
-            if evaluate.weights_reason(name, EvaluateConfig()) for row in spec.rows}
+            if evaluate.weights_reason(name, EvaluateConfig()) for row in spec.row_names}
 
 
 def test_dvc_repro_on_a_labelled_and_an_unlabelled_folder(tmp_path, monkeypatch):

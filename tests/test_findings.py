@@ -21,7 +21,7 @@ def entry(mean, std=0.0, n=5):
 
 
 def test_findings_name_real_models_and_metrics_with_their_direction():
-    from pipeline.report import HIGHER_IS_BETTER, LOWER_IS_BETTER
+    from pipeline.evaluate import registry
 
     models = set(yaml.safe_load((ROOT / "params.yaml").read_text())["grid"]["evaluate"])
     assert len({f.id for f in FINDINGS}) == len(FINDINGS)
@@ -29,7 +29,7 @@ def test_findings_name_real_models_and_metrics_with_their_direction():
         assert set(f.models) <= models, f.id
         assert len(f.order) >= 2 and len(set(f.models)) == len(f.models), f.id
         for metric in (f.metric, *f.also):
-            assert metric in (HIGHER_IS_BETTER if f.higher_is_better else LOWER_IS_BETTER), (f.id, metric)
+            assert registry.better(metric) == (registry.HIGHER if f.higher_is_better else registry.LOWER), (f.id, metric)
 
 
 @pytest.mark.skipif(not SEEDS.is_dir(), reason="the seed papers (../shared/seeds) are not beside this checkout")

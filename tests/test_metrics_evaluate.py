@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from torch import nn
 
 from pipeline import evaluate, metrics, weights
+from pipeline.evaluate import registry
 from pipeline.autoencoder import Autoencoder, TrainedAutoencoder
 from pipeline.classifier import Classifier, predict
 from pipeline.methods import REGISTRY
@@ -16,15 +16,13 @@ from pipeline.sections import AutoencoderConfig, ClassifierConfig, EvaluateConfi
 from tests.conftest import ROOT, TINY_NET
 from tests.test_metrics import RandomInceptionBase, random_inception
 
-PRDC = {"precision", "recall", "density", "coverage"}
-RECON = {"mse", "kl", "cosine", "lpips", "recon_variance", "recon_accuracy", "recon_accuracy_relative", "fid_seeded",
-         "fid_random", "kid_seeded", "kid_random", "sharpness_laplace_recon", "sharpness_norm_laplace_recon"}
-GENERATION = {"fd_classifier", "fd_autoencoder", "inception_score_classifier", "fid", "fid_64", "fid_192", "fid_768", "kid",
-              "inception_score", "diversity", "diversity_test", "indep_critic", "sharpness_laplace",
-              "sharpness_norm_laplace", "sharpness_laplace_test", "sharpness_norm_laplace_test",
-              *PRDC, *(f"{name}_classifier" for name in PRDC)}
-NEEDS_WEIGHTS = {"fid", "fid_64", "fid_192", "fid_768", "kid", "fid_seeded", "fid_random", "kid_seeded", "kid_random",
-                 "inception_score", "lpips", *PRDC}
+IMAGE_METRICS = evaluate.chosen_metrics([], "image")  # the registry's facts, not a list kept by hand
+ENCODER_ROWS = {row for spec in IMAGE_METRICS if "encoder" in spec.needs for row in spec.row_names}  # n/a without one
+RECON = ENCODER_ROWS | {row.name for spec in IMAGE_METRICS for row in spec.rows
+                        if row.section == registry.RECONSTRUCTION}
+GENERATION = {row for spec in IMAGE_METRICS for row in spec.row_names} - RECON
+NEEDS_WEIGHTS = {row for spec in IMAGE_METRICS if spec.weights for row in spec.row_names}
+PRDC = set(evaluate.METRICS["prdc"].row_names)
 
 
 def cfg(tmp_path, **over) -> EvaluateConfig:
@@ -94,8 +92,7 @@ def test_gan_cell_says_why_it_has_no_reconstruction_rows(image_prepared, tmp_pat
                                   clf, stats, autoencoder=autoencoder_for(image_prepared)).rows()
     assert {r.metric for r in rows if r.status != "n/a"} == GENERATION
     not_applicable = {r.metric: r.reason for r in rows if r.status == "n/a"}
-    registered_recon = {row for spec in evaluate.METRICS.values() if "encoder" in spec.needs for row in spec.rows}
-    assert set(not_applicable) == registered_recon  # one row per registered metric, never absent
+    assert set(not_applicable) == ENCODER_ROWS  # one row per registered metric, never absent
     assert all("no encoder" in reason for reason in not_applicable.values()), not_applicable
     assert not (tmp_path / "g" / "reconstructions.png").exists()
     assert (tmp_path / "g" / "interpolation.png").exists()  # from prior draws
@@ -210,10 +207,10 @@ def test_random_weights_under_the_real_names_are_missing_with_both_hashes(image_
     assert capsys.readouterr().out.count("WRONG FILE") == 2
     assert weights.inception().present and not weights.inception().verified and not weights.alexnet().verified
 
-    c = cfg(tmp_path, metrics=["fid", "fid_seeded", "inception_score", "lpips", "prdc"])
-    by = rows_by_metric(evaluate.Cell(build("vae", image_prepared.info), image_prepared, c).rows())
-    assert set(by) == {"fid", "fid_64", "fid_192", "fid_768", "kid", "fid_seeded", "fid_random", "kid_seeded",
-                       "kid_random", "inception_score", "lpips", *PRDC}
+    weighted = [name for name, spec in evaluate.METRICS.items() if spec.weights]
+    cell = evaluate.Cell(build("vae", image_prepared.info), image_prepared, cfg(tmp_path, metrics=weighted))
+    by = rows_by_metric(cell.rows())
+    assert set(by) == NEEDS_WEIGHTS
     for name, path, expected in [("fid", inception_file, weights.INCEPTION_SHA256),
                                  ("lpips", alexnet_file, weights.ALEXNET_SHA256)]:
         row = by[name]

@@ -19,7 +19,7 @@ from tests.conftest import tiny_params
 from tests.shapes import write_shapes
 from tests.test_metrics_evaluate import NEEDS_WEIGHTS, build, cfg, no_weights  # noqa: F401 (a fixture)
 
-CLASSIFIER_ROWS = {row for spec in evaluate.METRICS.values() if "classifier" in spec.needs for row in spec.rows}
+CLASSIFIER_ROWS = {row for spec in evaluate.METRICS.values() if "classifier" in spec.needs for row in spec.row_names}
 SMALL = {"classifier": {"epochs": 1, "batch_size": 16, "width": 4, "feature_dim": 8},
          "autoencoder": {"epochs": 1, "batch_size": 16, "width": 4, "feature_dim": 8}}
 

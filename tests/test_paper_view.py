@@ -72,7 +72,7 @@ def test_every_printed_number_is_the_papers_and_every_table_row_is_in_the_file()
 def test_the_data_file_names_real_metrics_and_every_cell_reads():
     from pipeline.evaluate import METRICS
 
-    rows = {r for m in METRICS.values() for r in m.rows}
+    rows = {r for m in METRICS.values() for r in m.row_names}
     papers = load()
     assert list(papers) == ["avae", "alpha_gan", "lsr_gan", "avae_s"]
     for paper in papers.values():

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from pipeline import report
+from pipeline.evaluate import registry
 
 COLUMNS = dict(split="test", scale="[0,1]", n_samples=100, features="", reason="", time_s=0.1, git_rev="abc",
                params_hash="h", checkpoint="r@1")
@@ -96,4 +97,5 @@ def test_html_report_without_sweep_says_so():
                                           ("indep_critic", False), ("kid", True), ("fid_random", True),
                                           ("precision", False), ("coverage_classifier", False)])
 def test_directions(metric, lower):
-    assert (metric in report.LOWER_IS_BETTER) == lower and (metric in report.HIGHER_IS_BETTER) != lower
+    assert registry.better(metric) == (registry.LOWER if lower else registry.HIGHER)
+    assert report.arrow(metric) == (" ↓" if lower else " ↑")
