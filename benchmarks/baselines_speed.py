@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.config import load_params  # noqa: E402
 from pipeline.data import BatchSampler, load_prepared  # noqa: E402
-from pipeline.run import build_method  # noqa: E402
+from pipeline.methods import build_method  # noqa: E402
 from pipeline.training import Trainer  # noqa: E402
 
 MODELS = ("gan", "wgan_gp", "vae_gan", "bigan", "age", "alpha_gan", "alpha_gan_kl")
@@ -31,9 +31,9 @@ MODELS = ("gan", "wgan_gp", "vae_gan", "bigan", "age", "alpha_gan", "alpha_gan_k
 
 def cost_per_iteration(params, model: str, data, iters: int, folder: Path) -> tuple[float, float]:
     """(CPU seconds, wall seconds) per training iteration of `model`, after one warm-up."""
-    spec = params.model(model)
+    spec = params.model(model, data.info.name)
     torch.manual_seed(0)
-    method = build_method(spec.method, spec.config, data.info, params.networks, None).train()
+    method = build_method(spec, data.info, params.networks).train()
     sampler = BatchSampler(data.x("train"), data.info, spec.train.batch_size, torch.device("cpu"), 0)
     trainer = Trainer(method, sampler, spec.train, folder / f"{model}_ck", folder / f"{model}.csv", "bench")
     trainer.step()

@@ -27,7 +27,7 @@ from pipeline.config import load_params  # noqa: E402
 from pipeline.data import BatchSampler  # noqa: E402
 from pipeline.datainfo import DataInfo  # noqa: E402
 from pipeline.export import export_vae, load_vae_export  # noqa: E402
-from pipeline.methods import REGISTRY  # noqa: E402
+from pipeline.methods import REGISTRY, build_method  # noqa: E402
 from pipeline.training import Trainer  # noqa: E402
 
 INFO = DataInfo("fashion_mnist", "image", (1, 32, 32), "[-1,1]", 10)
@@ -37,13 +37,9 @@ MODELS = ("vae", "vae_s", "lsr_gan", "avae_finetune", "avae_s")
 def build(params, name: str, exports: dict, folder: Path):
     spec = params.model(name, params.grid.datasets[0])
     cls = REGISTRY[spec.method]
-    vae = None
-    if cls.needs_vae:
-        vae = exports[params.grid.stage1_of(name)]
-    method = cls(spec.config, INFO, params.networks, vae)
+    method = build_method(spec, INFO, params.networks, exports[params.grid.stage1_of(name)] if cls.needs_vae else None)
     if cls.exports_vae:
-        export_vae(method.encoder, method.decoder, INFO, params.networks, spec.config.sigma, folder / f"{name}.pt",
-                   {}, **method.export_fields())
+        export_vae(method, folder / f"{name}.pt", {})
         exports[name] = load_vae_export(folder / f"{name}.pt")
     return method, spec.train
 

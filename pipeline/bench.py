@@ -31,7 +31,8 @@ from pipeline.config import Params
 from pipeline.data import BatchSampler
 from pipeline.datainfo import DataInfo
 from pipeline.export import export_vae, load_vae_export
-from pipeline.methods import REGISTRY
+from pipeline.methods import REGISTRY, build_method
+from pipeline.sections import ModelSpec
 from pipeline.training import Trainer, resolve_device
 
 # dense bf16 / fp32 tensor-core peaks in FLOP/s (vendor data sheets, SXM parts)
@@ -73,24 +74,19 @@ def bench_spec(params: Params, model: str):
 def synthetic_export(model: str, params: Params, info: DataInfo, device: torch.device):
     """The frozen export `model` trains on: its grid stage-1 model (the plain VAE for a model
     outside the grid), untrained, exported and loaded back as train_cell would."""
-
-
     stage1 = params.grid.stage1_of(model)
-    spec = bench_spec(params, stage1) if stage1 else None
-    cls = REGISTRY[spec.method if spec else "vae"]
-    method = cls(spec.config if spec else cls.config_cls(), info, params.networks)
+    spec = bench_spec(params, stage1) if stage1 else ModelSpec("vae", "vae", REGISTRY["vae"].config_cls())
+    method = build_method(spec, info, params.networks)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "export.pt"
-        export_vae(method.encoder, method.decoder, info, params.networks, method.config.sigma, path, {},
-                   **method.export_fields())
+        export_vae(method, path, {})
         return load_vae_export(path, device)
 
 
 def build(model: str, params: Params, info: DataInfo, device: torch.device):
     spec = bench_spec(params, model)
-    cls = REGISTRY[spec.method]
-    vae = synthetic_export(model, params, info, device) if cls.needs_vae else None
-    return cls(spec.config, info, params.networks, vae).to(device)
+    vae = synthetic_export(model, params, info, device) if REGISTRY[spec.method].needs_vae else None
+    return build_method(spec, info, params.networks, vae).to(device)
 
 
 def peak_of(device: torch.device, autocast: str) -> float | None:

@@ -22,6 +22,7 @@ from torch import nn
 
 from pipeline.datainfo import DataInfo
 from pipeline.io import UnsafeOrCorruptFile, atomic_torch_save, safe_torch_load
+from pipeline.methods import Method
 from pipeline.networks.architectures import build_decoder, build_encoder
 from pipeline.sections import NetworkConfig
 
@@ -71,13 +72,14 @@ def weights_hash(state_dict: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def export_vae(encoder: nn.Module, decoder: nn.Module, info: DataInfo, net: NetworkConfig, sigma: str,
-               path: Path, provenance: dict, architecture: str = "dcgan", objective: dict | None = None) -> str:
-    """Write a frozen export of (encoder, decoder) built as `architecture`; `objective` records
-    the stage-1 loss ({"method", "config", "state"}); returns the weights' content hash."""
-    frozen = FrozenVAE(info, net, sigma, architecture, objective)
-    frozen.encoder.load_state_dict(encoder.state_dict())
-    frozen.decoder.load_state_dict(decoder.state_dict())
+def export_vae(method: Method, path: Path, provenance: dict) -> str:
+    """Write the frozen export of a stage-1 method (what its `export()` declares: encoder, decoder,
+    sigma, architecture and its objective {"method", "config", "state"}); returns the weights'
+    content hash."""
+    stage1 = method.export()
+    frozen = FrozenVAE(method.info, method.net, stage1.sigma, stage1.architecture, stage1.objective)
+    frozen.encoder.load_state_dict(stage1.encoder.state_dict())
+    frozen.decoder.load_state_dict(stage1.decoder.state_dict())
     state = {k: v.cpu() for k, v in frozen.state_dict().items()}
     digest = weights_hash(state)
     blob = {"format": EXPORT_FORMAT, "arch": frozen.arch(), "state_dict": state, "content_hash": digest,

@@ -25,9 +25,9 @@ from pipeline.data import BatchSampler, load_prepared
 from pipeline.datainfo import DataInfo
 from pipeline.export import FrozenVAE, export_vae, load_vae_export
 from pipeline.io import atomic_savez, atomic_torch_save, atomic_write_json, safe_torch_load
-from pipeline.methods import REGISTRY, Method
+from pipeline.methods import REGISTRY, Method, build_method
 from pipeline.schema import from_dict, stable_hash, to_dict
-from pipeline.sections import NetworkConfig
+from pipeline.sections import ModelSpec, NetworkConfig
 from pipeline.training import Trainer, resolve_device
 
 MODEL_FORMAT = "model/1"
@@ -65,10 +65,6 @@ def prepare_dataset(params: Params, name: str, out_dir: Path) -> Path:
 # ------------------------------------------------------------------ train
 
 
-def build_method(method: str, config, info: DataInfo, net: NetworkConfig, vae: FrozenVAE | None) -> Method:
-    return REGISTRY[method](config, info, net, vae)
-
-
 def train_cell(params: Params, dataset: str, model: str, seed: int, data_dir: Path, out_dir: Path,
                checkpoint_dir: Path, vae_dir: Path | None = None, stop_at: int | None = None) -> Method:
     """Train one (dataset, model, seed) cell; writes model.pt, train_log.csv, run.json (and
@@ -89,7 +85,7 @@ def train_cell(params: Params, dataset: str, model: str, seed: int, data_dir: Pa
             if vae_dir is None:
                 raise ValueError(f"{model} ({spec.method}) builds on a frozen VAE export: pass --vae DIR")
             vae = load_vae_export(Path(vae_dir) / "export.pt", device)
-        method = build_method(spec.method, spec.config, data.info, params.networks, vae).to(device)
+        method = build_method(spec, data.info, params.networks, vae).to(device)
         run_hash = stable_hash({"model": spec.config_hash, "train": to_dict(cfg), "networks": to_dict(params.networks),
                                 "data": data.meta["files"], "seed": seed,
                                 "vae": getattr(vae, "content_hash", None)})
@@ -107,10 +103,8 @@ def train_cell(params: Params, dataset: str, model: str, seed: int, data_dir: Pa
                            "iterations": trainer.iteration, "seed": seed, "run_hash": run_hash},
                           out_dir / "model.pt")
         if cls.exports_vae:
-            digest = export_vae(method.encoder, method.decoder, data.info, params.networks, spec.config.sigma,
-                                out_dir / "export.pt", {"model": model, "dataset": dataset, "seed": seed,
-                                                         "run_hash": run_hash, "iterations": trainer.iteration},
-                                **getattr(method, "export_fields", dict)())  # architecture + stage-1 objective
+            digest = export_vae(method, out_dir / "export.pt", {"model": model, "dataset": dataset, "seed": seed,
+                                                                "run_hash": run_hash, "iterations": trainer.iteration})
             print(f"[{desc}] frozen export {out_dir / 'export.pt'} (sha256 {digest[:12]})")
         atomic_write_json(out_dir / "run.json", {
             "dataset": dataset, "model": model, "method": spec.method, "seed": seed, "run_hash": run_hash,
@@ -129,10 +123,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Me
     blob = safe_torch_load(path, "re-run its train stage (`dvc repro`)")
     if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
         raise ValueError(f"{path} is not a {MODEL_FORMAT} file; re-run its train stage")
-    cls = REGISTRY[blob["method"]]
-    config = from_dict(cls.config_cls, blob["config"], f"{path}:config")
+    config = from_dict(REGISTRY[blob["method"]].config_cls, blob["config"], f"{path}:config")
     vae = FrozenVAE.from_arch(blob["vae_arch"]) if blob["vae_arch"] else None
-    method = cls(config, DataInfo.from_dict(blob["info"]), NetworkConfig(**blob["networks"]), vae)
+    spec = ModelSpec(blob["model"], blob["method"], config)
+    method = build_method(spec, DataInfo.from_dict(blob["info"]), NetworkConfig(**blob["networks"]), vae)
     method.load_state_dict(blob["state_dict"])
     return method.to(device).eval(), blob
 

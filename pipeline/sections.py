@@ -362,12 +362,12 @@ class GridConfig:
 @dataclass
 class ModelSpec:
     """One row of the benchmark on one dataset: a registered method with its config and loop
-    settings, per-dataset values resolved for `dataset`."""
+    settings, per-dataset values resolved for `dataset`. `methods.build_method` builds it."""
 
     name: str
     method: str
     config: Any  # the method's own config dataclass
-    train: TrainConfig
+    train: TrainConfig | None = None  # the loop settings; None for a model rebuilt from its file (run.load_model)
     dataset: str = ""  # the dataset its per-dataset values were resolved for
 
     @property

@@ -64,7 +64,7 @@ INFO = DataInfo("fashion_mnist", "image", (1, 32, 32), "[-1,1]", 10)
 @pytest.fixture
 def export_path(tmp_path) -> Path:
     vae = VAE(VaeConfig(), INFO, TINY_NET)
-    export_vae(vae.encoder, vae.decoder, INFO, TINY_NET, "learned", tmp_path / "export.pt", {"seed": 0})
+    export_vae(vae, tmp_path / "export.pt", {"seed": 0})
     return tmp_path / "export.pt"
 
 

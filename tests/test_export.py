@@ -13,7 +13,7 @@ INFO = DataInfo("fashion_mnist", "image", (1, 32, 32), "[-1,1]", 10)
 
 def test_export_roundtrip_is_frozen_and_identical(tmp_path):
     vae = VAE(VaeConfig(), INFO, TINY_NET).eval()
-    digest = export_vae(vae.encoder, vae.decoder, INFO, TINY_NET, "learned", tmp_path / "e.pt", {"seed": 0})
+    digest = export_vae(vae, tmp_path / "e.pt", {"seed": 0})
     frozen = load_vae_export(tmp_path / "e.pt")
     assert frozen.content_hash == digest and frozen.info == INFO  # data scale travels with it
     assert all(not p.requires_grad for p in frozen.parameters())
@@ -27,7 +27,7 @@ def test_export_roundtrip_is_frozen_and_identical(tmp_path):
 
 def test_tampered_export_is_refused(tmp_path):
     vae = VAE(VaeConfig(), INFO, TINY_NET)
-    export_vae(vae.encoder, vae.decoder, INFO, TINY_NET, "learned", tmp_path / "e.pt", {})
+    export_vae(vae, tmp_path / "e.pt", {})
     blob = torch.load(tmp_path / "e.pt", weights_only=False)
     blob["state_dict"]["encoder.log_sigma"] += 1
     torch.save(blob, tmp_path / "e.pt")

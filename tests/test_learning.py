@@ -7,7 +7,8 @@ import torch
 from pipeline import metrics
 from pipeline.config import parse_params
 from pipeline.datainfo import to_model_scale
-from pipeline.run import build_method, load_model, train_cell
+from pipeline.methods import build_method
+from pipeline.run import load_model, train_cell
 from tests.conftest import tiny_params
 
 pytestmark = pytest.mark.slow
@@ -43,8 +44,8 @@ def test_avae_generator_moves_to_the_data(toy_prepared, tmp_path):
     from pipeline.export import load_vae_export
 
     spec = params.model("avae_b", "toy2d")
-    initial = build_method(spec.method, spec.config, toy_prepared.info, params.networks,
-                           load_vae_export(tmp_path / "vae" / "export.pt")).eval()
+    vae = load_vae_export(tmp_path / "vae" / "export.pt")
+    initial = build_method(spec, toy_prepared.info, params.networks, vae).eval()
     fd_initial = fd_to_data(initial, toy_prepared)
     train_cell(params, "toy2d", "avae_b", 0, tmp_path / "toy2d", tmp_path / "avae", tmp_path / "ck",
                tmp_path / "vae")

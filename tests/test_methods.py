@@ -11,8 +11,9 @@ import torch
 from pipeline.config import parse_params
 from pipeline.data import BatchSampler
 from pipeline.export import FrozenVAE, export_vae, load_vae_export
-from pipeline.methods import REGISTRY
-from pipeline.run import build_method, load_model, train_cell
+from pipeline.methods import REGISTRY, build_method
+from pipeline.run import load_model, train_cell
+from pipeline.sections import ModelSpec
 from tests.conftest import TINY_NET, assert_each_phase_moves_only_its_modules, tiny_params
 
 MODELS = {"vae": {"method": "vae"}, "vae_log_mse_encoder_sigma":
@@ -27,10 +28,10 @@ def make(name: str, prepared, tmp_path):
     spec = parse_params(raw).model(name, prepared.info.name)
     vae = None
     if REGISTRY[spec.method].needs_vae:
-        stage1 = REGISTRY["vae"](REGISTRY["vae"].config_cls(), prepared.info, TINY_NET)
-        export_vae(stage1.encoder, stage1.decoder, prepared.info, TINY_NET, "learned", tmp_path / "export.pt", {})
+        stage1 = build_method(ModelSpec("vae", "vae", REGISTRY["vae"].config_cls()), prepared.info, TINY_NET)
+        export_vae(stage1, tmp_path / "export.pt", {})
         vae = load_vae_export(tmp_path / "export.pt")
-    return build_method(spec.method, spec.config, prepared.info, TINY_NET, vae)
+    return build_method(spec, prepared.info, TINY_NET, vae)
 
 
 def snapshot(module):

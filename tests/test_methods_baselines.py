@@ -15,10 +15,11 @@ from pipeline import losses, metrics
 from pipeline.config import load_params, parse_params
 from pipeline.data import BatchSampler
 from pipeline.datainfo import DataInfo, to_model_scale
+from pipeline.methods import build_method
 from pipeline.networks import build_critic
 from pipeline.networks.joint import (DETERMINISTIC_LOG_SIGMA, CodeDiscriminator, DeterministicEncoder,
                                      JointDiscriminator, critic_layers, replace_batch_norm)
-from pipeline.run import build_method, load_model, train_cell
+from pipeline.run import load_model, train_cell
 from pipeline.schema import ConfigError
 from pipeline.sections import NetworkConfig
 from tests.conftest import ROOT, TINY_NET, assert_each_phase_moves_only_its_modules, tiny_params
@@ -34,7 +35,7 @@ def make(name: str, info: DataInfo, net: NetworkConfig = TINY_NET, **overrides):
     raw = tiny_params()
     raw["models"][name] = {**MODELS[name], **overrides}
     spec = parse_params(raw).model(name, info.name)
-    return build_method(spec.method, spec.config, info, net, None)
+    return build_method(spec, info, net)
 
 
 def batch(prepared, n: int = 8, split: str = "train") -> torch.Tensor:
@@ -332,7 +333,7 @@ def test_train_cell_save_load_roundtrip(model, toy_prepared, tmp_path):
     raw["models"][model] = MODELS[model]
     params = parse_params(raw)
     spec = params.model(model, "toy2d")
-    initial = build_method(spec.method, spec.config, toy_prepared.info, params.networks, None)
+    initial = build_method(spec, toy_prepared.info, params.networks)
     method = train_cell(params, "toy2d", model, 0, tmp_path / "toy2d", tmp_path / model, tmp_path / "ck")
     loaded, blob = load_model(tmp_path / model / "model.pt")
     assert blob["iterations"] == 4 and blob["method"] == MODELS[model]["method"]
@@ -382,7 +383,7 @@ def train_tiny(model: str, overrides: dict, prepared, tmp_path, iterations: int,
     params = parse_params(raw)
     spec = params.model(model, prepared.info.name)
     torch.manual_seed(0)
-    initial = build_method(spec.method, spec.config, prepared.info, params.networks, None)
+    initial = build_method(spec, prepared.info, params.networks)
     dataset = prepared.info.name
     data_dir = tmp_path / ("toy2d" if dataset == "toy2d" else "fmnist")
     trained = train_cell(params, dataset, model, 0, data_dir, tmp_path / model, tmp_path / "ck")

@@ -42,8 +42,7 @@ def moved(before, module):
 
 def frozen_export(tmp_path, stage1, name="export.pt"):
     """Export a stage-1 method the way train_cell does and load it back frozen."""
-    export_vae(stage1.encoder, stage1.decoder, stage1.info, stage1.net, stage1.config.sigma, tmp_path / name, {},
-               **stage1.export_fields())
+    export_vae(stage1, tmp_path / name, {})
     return load_vae_export(tmp_path / name)
 
 
@@ -270,7 +269,7 @@ def test_vae_s_refuses_vector_data_and_bad_weights():
 def test_vae_s_export_carries_the_fixed_weights(tmp_path):
     short = VAES(VaeSConfig(balance_steps=5), INFO, NET).train()
     short.vae_loss(torch.rand(4, 1, 32, 32) * 2 - 1)  # a run that ends during the probe exports what it used
-    assert short.export_fields()["objective"]["state"]["weights"] == short.component_weights.tolist()
+    assert short.export().objective["state"]["weights"] == short.component_weights.tolist()
     frozen = frozen_export(tmp_path, vae_s_stage1())
     assert frozen.objective["method"] == "vae_s" and frozen.architecture == "avae_s"
     assert frozen.objective["state"]["weights"] == [1.0, 2.0, 3.0, 4.0, 5.0, 1.0]

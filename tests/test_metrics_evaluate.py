@@ -8,11 +8,11 @@ import torch
 import torchvision
 
 from pipeline import evaluate, metrics, weights
-from pipeline.evaluate import registry
 from pipeline.autoencoder import Autoencoder, TrainedAutoencoder
 from pipeline.classifier import Classifier, predict
-from pipeline.methods import REGISTRY
-from pipeline.sections import AutoencoderConfig, ClassifierConfig, EvaluateConfig
+from pipeline.evaluate import registry
+from pipeline.methods import REGISTRY, build_method
+from pipeline.sections import AutoencoderConfig, ClassifierConfig, EvaluateConfig, ModelSpec
 from tests.conftest import ROOT, TINY_NET
 from tests.test_metrics import RandomInceptionBase, random_inception
 
@@ -32,9 +32,8 @@ def cfg(tmp_path, **over) -> EvaluateConfig:
 
 
 def build(name: str, info):
-    method_cls = REGISTRY[name]
-    config = method_cls.config_cls() if name != "vae" else method_cls.config_cls(beta=1.0)
-    return method_cls(config, info, TINY_NET).eval()
+    """Method `name` with its default config (untrained)."""
+    return build_method(ModelSpec(name, name, REGISTRY[name].config_cls()), info, TINY_NET).eval()
 
 
 def classifier_for(prepared):

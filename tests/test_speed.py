@@ -42,7 +42,7 @@ def relative_to_training(a, b, init):
 
 def initial(tmp_path, dataset, model):
     from pipeline.export import load_vae_export
-    from pipeline.run import build_method
+    from pipeline.methods import build_method
 
     params = parse_params(tiny_params(networks={"width": 4, "latent_dim": 4, "mlp_hidden": 32}))
     torch.manual_seed(0)
@@ -50,7 +50,7 @@ def initial(tmp_path, dataset, model):
     from pipeline.data import load_prepared
     info = load_prepared(tmp_path / ("fmnist" if dataset == "fashion_mnist" else "toy2d")).info
     vae = load_vae_export(tmp_path / "vae_plain" / "export.pt") if model != "vae" else None
-    return build_method(spec.method, spec.config, info, params.networks, vae)
+    return build_method(spec, info, params.networks, vae)
 
 
 @pytest.mark.parametrize("option", [{"channels_last": True}, {"fused_optimizer": True}])

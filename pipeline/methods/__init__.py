@@ -3,7 +3,8 @@ optimiser phase minimises. The training loop (`pipeline.training`) knows no meth
 
 Adding a method: write `pipeline/methods/<name>.py` with a config dataclass and a `Method`
 subclass decorated with `@register` (every module of this package is imported, so the
-decorator is the registry line), add a `models:` entry to params.yaml and a test.
+decorator is the registry line), and add a `models:` entry to params.yaml (README, "Adding a
+method"). Every method is built by `build_method`, in training, loading, benchmarks and tests.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from pipeline.datainfo import DataInfo
-from pipeline.sections import NetworkConfig
+from pipeline.sections import ModelSpec, NetworkConfig
 
 
 @dataclass
@@ -36,14 +37,28 @@ class Phase:
     steps: int = 1  # updates of this phase per iteration
 
 
+@dataclass
+class Stage1Export:
+    """What a stage-1 model hands to its frozen export (`pipeline.export.export_vae`): its encoder
+    and decoder, sigma ('learned' or 'encoder'), the architecture they are built as, and the
+    stage-1 objective ({"method", "config", "state"}) that 004's fine-tuning keeps minimising."""
+
+    encoder: nn.Module
+    decoder: nn.Module
+    sigma: str
+    architecture: str
+    objective: dict
+
+
 class Method(nn.Module, abc.ABC):
     """Base class. Subclasses set `name`, `config_cls`, build networks in __init__ and
     implement `phases` and `decode` (the network that maps a code to an output: a decoder or a
     generator), and `encode` when they have an encoder; `sample` and `reconstruct` follow from
     those two (EncoderDecoderMethod and EncoderGeneratorMethod below are the two common shapes).
+    A stage-1 model implements `export` (what its frozen export holds).
 
     needs_vae: trained on a frozen stage-1 export (receives it as `vae`);
-    exports_vae: is itself a stage-1 model whose encoder/decoder are exported frozen;
+    exports_vae: is itself a stage-1 model (set from whether the class implements `export`);
     stochastic_encoder: its encoder is a distribution q(z|x) (False for BiGAN, AGE, α-GAN,
     whose deterministic encoders have no KL or posterior variance to report).
     """
@@ -51,8 +66,12 @@ class Method(nn.Module, abc.ABC):
     name: ClassVar[str]
     config_cls: ClassVar[type]
     needs_vae: ClassVar[bool] = False
-    exports_vae: ClassVar[bool] = False
+    exports_vae: ClassVar[bool] = False  # derived: True exactly when the class implements export()
     stochastic_encoder: ClassVar[bool] = True  # False: encode() is a point mass (no KL, no posterior draws)
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.exports_vae = cls.export is not Method.export
 
     def __init__(self, config, info: DataInfo, net: NetworkConfig, vae: nn.Module | None = None):
         super().__init__()
@@ -93,6 +112,10 @@ class Method(nn.Module, abc.ABC):
         posterior = self.encode(x)
         return None if posterior is None else self.decode(posterior[0])
 
+    def export(self) -> Stage1Export:
+        """What the frozen export of a stage-1 model holds (implemented by stage-1 methods only)."""
+        raise TypeError(f"method {self.name!r} is not a stage-1 model: it has no frozen export")
+
 
 class EncoderDecoderMethod(Method):
     """A method whose networks are a Gaussian encoder q(z|x) (`encoder`) and a decoder
@@ -129,6 +152,16 @@ def register(cls: type[Method]) -> type[Method]:
         raise ValueError(f"method {cls.name!r} registered twice")
     REGISTRY[cls.name] = cls
     return cls
+
+
+def build_method(spec: ModelSpec, info: DataInfo, net: NetworkConfig, vae: nn.Module | None = None) -> Method:
+    """The method `spec` names with its config, for data `info` and networks `net`; `vae`: the
+    frozen stage-1 export a stage-2 method is trained on (`pipeline.export.load_vae_export`)."""
+    cls = REGISTRY[spec.method]
+    if cls.needs_vae and vae is None:
+        raise ValueError(f"{spec.name} ({spec.method}) is trained on a frozen stage-1 export: pass "
+                         "vae=load_vae_export(<stage-1 model folder>/export.pt)")
+    return cls(spec.config, info, net, vae)
 
 
 def _import_all() -> None:

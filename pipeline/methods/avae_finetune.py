@@ -25,9 +25,10 @@ from dataclasses import dataclass
 import torch
 
 from pipeline import losses
-from pipeline.methods import REGISTRY, Method, Phase, register
+from pipeline.methods import REGISTRY, Method, Phase, build_method, register
 from pipeline.networks.architectures import build_pooled_discriminator
 from pipeline.schema import ConfigError, from_dict
+from pipeline.sections import ModelSpec
 
 
 @dataclass
@@ -63,9 +64,9 @@ def stage1_from_export(vae, info, net) -> Method:
     if not objective:
         raise ValueError("this VAE export records no stage-1 objective (exported before vae_export/2); "
                          "re-run `dvc repro pretrain_vae` to fine-tune it")
-    cls = REGISTRY[objective["method"]]
-    stage1 = cls(from_dict(cls.config_cls, objective["config"], f"export objective ({objective['method']})"),
-                 info, net)
+    method = objective["method"]
+    config = from_dict(REGISTRY[method].config_cls, objective["config"], f"export objective ({method})")
+    stage1 = build_method(ModelSpec(f"stage-1 {method}", method, config), info, net)
     stage1.encoder.load_state_dict(vae.encoder.state_dict())
     stage1.decoder.load_state_dict(vae.decoder.state_dict())
     stage1.load_objective_state(objective["state"])

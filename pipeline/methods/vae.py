@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 
 from pipeline import losses
-from pipeline.methods import EncoderDecoderMethod, Phase, register
+from pipeline.methods import EncoderDecoderMethod, Phase, Stage1Export, register
 from pipeline.networks.architectures import build_decoder, build_encoder
 from pipeline.schema import ConfigError, to_dict
 
@@ -39,7 +39,6 @@ class VAE(EncoderDecoderMethod):
 
     name = "vae"
     config_cls = VaeConfig
-    exports_vae = True
 
     def __init__(self, config: VaeConfig, info, net, vae=None):
         super().__init__(config, info, net)
@@ -62,11 +61,11 @@ class VAE(EncoderDecoderMethod):
         """The larger weighted component of L_VAE (reconstruction or β·KL)."""
         return torch.maximum(terms["recon"], self.config.beta * terms["kl"]).detach()
 
-    def export_fields(self) -> dict:
-        """What the frozen export records beside the weights: the architecture and the stage-1
-        objective (method, config, fixed loss state), so 004's fine-tuning can rebuild L_VAE."""
-        return {"architecture": self.config.architecture,
-                "objective": {"method": self.name, "config": to_dict(self.config), "state": self.objective_state()}}
+    def export(self) -> Stage1Export:
+        """The encoder and decoder with their architecture, and the stage-1 objective (method,
+        config, fixed loss state), so that 004's fine-tuning can rebuild L_VAE."""
+        return Stage1Export(self.encoder, self.decoder, self.config.sigma, self.config.architecture,
+                            {"method": self.name, "config": to_dict(self.config), "state": self.objective_state()})
 
     def objective_state(self) -> dict:
         """Loss state fixed during training that the objective needs later (none for the β-VAE)."""

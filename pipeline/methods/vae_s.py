@@ -82,7 +82,6 @@ class VAES(VAE):
 
     name = "vae_s"
     config_cls = VaeSConfig
-    exports_vae = True
 
     def __init__(self, config: VaeSConfig, info, net, vae=None):
         Method.__init__(self, config, info, net)
