@@ -61,6 +61,36 @@ def image_prepared(idx_folder, tmp_path):
                                                  tmp_path / "fmnist"))
 
 
+def bars_idx(folder: Path, n_train: int = 512, n_test: int = 128, seed: int = 0) -> dict:
+    """A Fashion-MNIST-shaped IDX folder of structured images: one bright bar (horizontal or
+    vertical, random position) on a dark background, so there is something to learn. Returns
+    the pins (file stem, sha256) to patch into the Fashion-MNIST declaration."""
+    rng = np.random.default_rng(seed)
+
+    def images(n):
+        x = np.zeros((n, 28, 28), dtype=np.uint8)
+        for k in range(n):
+            p = rng.integers(4, 22)
+            if rng.random() < 0.5:
+                x[k, p:p + 4, 4:24] = 255
+            else:
+                x[k, 4:24, p:p + 4] = 255
+        return x
+
+    arrays = {"train_x": images(n_train), "train_y": rng.integers(0, 10, n_train),
+              "test_x": images(n_test), "test_y": rng.integers(0, 10, n_test)}
+    folder.mkdir(parents=True, exist_ok=True)
+    return {key: (stem, write_idx(folder / f"{stem}.gz", arrays[key]))
+            for key, (stem, _) in fashion_mnist.FASHION_MNIST_FILES.items()}
+
+
+@pytest.fixture
+def bars_dir(tmp_path, monkeypatch):
+    """The bars images prepared (512 train, 128 test, 1 x 32 x 32) under tmp_path/bars."""
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_FILES", bars_idx(tmp_path / "bars_raw"))
+    return datamod.prepare("fashion_mnist", DatasetConfig(source=str(tmp_path / "bars_raw")), tmp_path / "bars")
+
+
 TINY_NET = NetworkConfig(width=4, latent_dim=8, mlp_hidden=32)
 
 

@@ -10,7 +10,9 @@ method"). Every method is built by `build_method`, in training, loading, benchma
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
 import torch
@@ -37,6 +39,43 @@ class Phase:
     steps: int = 1  # updates of this phase per iteration
 
 
+@dataclass(frozen=True)
+class Learning:
+    """A short run of an example that must show learning on any CPU (the slow contract test,
+    tests/test_method_contract.py): `iterations` of the real `run.train_cell` on `data` ('toy2d':
+    AVAE §5.1's points; 'bars': 32 px images of one bright bar), batch `batch_size`, networks of
+    width 4 with `latent_dim` and MLPs of `mlp_hidden` units, `config` added to the example's. A
+    stage-2 example first trains its stage-1 model for `stage1_iterations` with `stage1_config`
+    added. Then, where set: `samples`, the trained model's Fréchet distance of 2,000 samples to the
+    training points (toy2d) below this fraction of the untrained model's; `reconstructions`, its test
+    reconstruction MSE below this fraction of the MSE of predicting the training mean."""
+
+    data: str
+    iterations: int
+    batch_size: int = 64
+    latent_dim: int = 2
+    mlp_hidden: int = 128  # AVAE §5.1: MLPs of 128 units
+    config: dict = field(default_factory=dict)
+    stage1_iterations: int = 0
+    stage1_config: dict = field(default_factory=dict)
+    samples: float | None = None
+    reconstructions: float | None = None
+
+
+@dataclass(frozen=True)
+class Example:
+    """A config of a method that the contract tests (tests/test_method_contract.py) put through
+    every check: `config`, a params `models:` entry without `method`; `stage1`, for a method
+    trained on a frozen export, the stage-1 models entry (with `method`) whose export it trains on;
+    `vector`: it also runs on vector data (toy2d), not only on images; `learning`: its short
+    learning check, if it carries one (every method has at least one)."""
+
+    config: dict = field(default_factory=dict)
+    stage1: dict = field(default_factory=lambda: {"method": "vae"})
+    vector: bool = True
+    learning: Learning | None = None
+
+
 @dataclass
 class Stage1Export:
     """What a stage-1 model hands to its frozen export (`pipeline.export.export_vae`): its encoder
@@ -55,7 +94,8 @@ class Method(nn.Module, abc.ABC):
     implement `phases` and `decode` (the network that maps a code to an output: a decoder or a
     generator), and `encode` when they have an encoder; `sample` and `reconstruct` follow from
     those two (EncoderDecoderMethod and EncoderGeneratorMethod below are the two common shapes).
-    A stage-1 model implements `export` (what its frozen export holds).
+    A stage-1 model implements `export` (what its frozen export holds). `examples` names the
+    configs the contract tests run (at least one, one of them with a learning check).
 
     needs_vae: trained on a frozen stage-1 export (receives it as `vae`);
     exports_vae: is itself a stage-1 model (set from whether the class implements `export`);
@@ -68,6 +108,7 @@ class Method(nn.Module, abc.ABC):
     needs_vae: ClassVar[bool] = False
     exports_vae: ClassVar[bool] = False  # derived: True exactly when the class implements export()
     stochastic_encoder: ClassVar[bool] = True  # False: encode() is a point mass (no KL, no posterior draws)
+    examples: ClassVar[dict[str, Example]] = {}  # name -> a config the contract tests run
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -166,9 +207,6 @@ def build_method(spec: ModelSpec, info: DataInfo, net: NetworkConfig, vae: nn.Mo
 
 def _import_all() -> None:
     """Import every module of this package so that their @register decorators run."""
-    import importlib
-    import pkgutil
-
     for module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{module.name}")
 

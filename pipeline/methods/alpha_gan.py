@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 
 from pipeline import losses
-from pipeline.methods import EncoderGeneratorMethod, Phase, register
+from pipeline.methods import EncoderGeneratorMethod, Example, Learning, Phase, register
 from pipeline.networks import build_critic, build_generator
 from pipeline.networks.joint import DeterministicEncoder, build_code_discriminator
 from pipeline.schema import ConfigError
@@ -56,12 +56,22 @@ class AlphaGanConfig:
                               "generator_steps >= 1 and a code discriminator of >= 1 layer of >= 1 unit")
 
 
+FAST = {"lr": 1e-3, "discriminator_lr": 1e-3}  # the learning checks' lr's: toy2d learns in hundreds of steps
+
+
 @register
 class AlphaGan(EncoderGeneratorMethod):
     """Encoder, generator, image discriminator and code discriminator (or empirical KL)."""
 
     name = "alpha_gan"
     config_cls = AlphaGanConfig
+    examples = {
+        "alpha_gan": Example(learning=Learning("toy2d", 600, config={**FAST, "code_discriminator_lr": 1e-3,
+                                                                     "code_hidden": 128},  # a narrower CZ: seconds
+                                               samples=0.5, reconstructions=0.5)),
+        "empirical_kl": Example({"latent_regulariser": "empirical_kl"},  # α-GAN App. D
+                                learning=Learning("toy2d", 600, config=FAST, samples=0.5, reconstructions=0.5)),
+    }
 
     def __init__(self, config: AlphaGanConfig, info, net, vae=None):
         super().__init__(config, info, net)

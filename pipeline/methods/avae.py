@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 
 from pipeline import losses
-from pipeline.methods import Method, Phase, register
+from pipeline.methods import Example, Learning, Method, Phase, register
 from pipeline.networks import build_critic, build_generator
 from pipeline.schema import ConfigError
 
@@ -40,6 +40,13 @@ class AVAE(Method):
 
     name = "avae"
     config_cls = AvaeConfig
+    examples = {  # AVAE T1's three rows
+        "xi_a": Example({"xi": True, "latent_loss": "a"}),
+        "a": Example({"latent_loss": "a"}),
+        "b": Example({"latent_loss": "b"}, learning=Learning("toy2d", 1500, latent_dim=1, stage1_iterations=1500,
+                                                             stage1_config={"lr": 1e-3}, samples=0.1,
+                                                             reconstructions=0.35)),
+    }
     needs_vae = True
 
     def __init__(self, config: AvaeConfig, info, net, vae=None):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from pipeline import losses
-from pipeline.methods import REGISTRY, Method, Phase, build_method, register
+from pipeline.methods import REGISTRY, Example, Learning, Method, Phase, build_method, register
 from pipeline.networks.architectures import build_pooled_discriminator
 from pipeline.schema import ConfigError, from_dict
 from pipeline.sections import ModelSpec
@@ -79,6 +79,15 @@ class AvaeFinetune(Method):
 
     name = "avae_finetune"
     config_cls = AvaeFinetuneConfig
+    examples = {  # 004's AVAE (on a plain VAE) and AVAE-S (on VAE-S), and the iteration-matched control
+        "avae": Example({"balance_steps": 3}, learning=Learning(
+            "bars", 60, batch_size=16, latent_dim=8, stage1_iterations=300, stage1_config={"lr": 1e-3},
+            reconstructions=0.7)),
+        "avae_s": Example({"balance_steps": 3}, stage1={"method": "vae_s", "balance_steps": 3}, vector=False,
+                          learning=Learning("bars", 60, batch_size=16, latent_dim=8, stage1_iterations=200,
+                                            stage1_config={"balance_steps": 20, "lr": 2e-3}, reconstructions=0.7)),
+        "control": Example({"adversarial": False}, stage1={"method": "vae_s", "balance_steps": 3}, vector=False),
+    }
     needs_vae = True
 
     def __init__(self, config: AvaeFinetuneConfig, info, net, vae=None):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from pipeline import losses
-from pipeline.methods import EncoderGeneratorMethod, Phase, register
+from pipeline.methods import EncoderGeneratorMethod, Example, Learning, Phase, register
 from pipeline.networks import build_generator
 from pipeline.networks.joint import DeterministicEncoder, JointDiscriminator
 from pipeline.schema import ConfigError
@@ -40,6 +40,8 @@ class Bigan(EncoderGeneratorMethod):
 
     name = "bigan"
     config_cls = BiganConfig
+    # BiGAN's reconstructions are loose (AVAE T1): its learning check is on samples only
+    examples = {"bigan": Example(learning=Learning("toy2d", 600, config={"lr": 1e-3}, samples=0.5))}
 
     def __init__(self, config: BiganConfig, info, net, vae=None):
         super().__init__(config, info, net)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from pipeline import losses
-from pipeline.methods import Method, Phase, register
+from pipeline.methods import Example, Learning, Method, Phase, register
 from pipeline.networks import build_critic, build_generator
 from pipeline.schema import ConfigError
 
@@ -33,6 +33,8 @@ class GAN(Method):
 
     name = "gan"
     config_cls = GanConfig
+    examples = {"dcgan": Example(learning=Learning("toy2d", 600, config={"lr": 1e-3}, samples=0.5)),
+                "two_generator_steps": Example({"generator_steps": 2})}  # α-GAN's baseline setting
 
     def __init__(self, config: GanConfig, info, net, vae=None):
         super().__init__(config, info, net)

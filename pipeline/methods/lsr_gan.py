@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from pipeline import losses
-from pipeline.methods import Method, Phase, register
+from pipeline.methods import Example, Learning, Method, Phase, register
 from pipeline.networks.architectures import build_decoder, build_gan_discriminator
 from pipeline.schema import ConfigError
 
@@ -43,6 +43,14 @@ class LSRGAN(Method):
 
     name = "lsr_gan"
     config_cls = LsrGanConfig
+    examples = {
+        "lsr_gan": Example(stage1={"method": "vae", "architecture": "resnet", "reconstruction": "log_mse",
+                                   "sigma": "encoder"}, vector=False),  # 003's setting
+        "from_scratch": Example({"init_from_decoder": False, "latent_nll_weight": 5.0},
+                                stage1={"method": "vae", "sigma": "encoder"},
+                                learning=Learning("toy2d", 800, latent_dim=1, mlp_hidden=32, config={"lr": 1e-3},
+                                                  stage1_iterations=800, stage1_config={"lr": 1e-3}, samples=0.5)),
+    }
     needs_vae = True
 
     def __init__(self, config: LsrGanConfig, info, net, vae=None):

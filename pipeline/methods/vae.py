@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 
 from pipeline import losses
-from pipeline.methods import EncoderDecoderMethod, Phase, Stage1Export, register
+from pipeline.methods import EncoderDecoderMethod, Example, Learning, Phase, Stage1Export, register
 from pipeline.networks.architectures import build_decoder, build_encoder
 from pipeline.schema import ConfigError, to_dict
 
@@ -39,6 +39,12 @@ class VAE(EncoderDecoderMethod):
 
     name = "vae"
     config_cls = VaeConfig
+    examples = {
+        "beta_vae": Example(learning=Learning("toy2d", 1500, latent_dim=1, config={"lr": 1e-3}, reconstructions=0.35)),
+        "resnet_log_mse": Example({"architecture": "resnet", "reconstruction": "log_mse", "sigma": "encoder"},
+                                  vector=False),  # LSR-GAN's stage 1 (App. A, App. D Table 3)
+        "avae_s_architecture": Example({"architecture": "avae_s", "beta": 4.0}, vector=False),  # 004 Table I
+    }
 
     def __init__(self, config: VaeConfig, info, net, vae=None):
         super().__init__(config, info, net)

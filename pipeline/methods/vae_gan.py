@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 
 from pipeline import losses
-from pipeline.methods import EncoderDecoderMethod, Phase, register
+from pipeline.methods import EncoderDecoderMethod, Example, Learning, Phase, register
 from pipeline.networks import Encoder, build_critic, build_generator
 from pipeline.networks.joint import critic_layers
 from pipeline.schema import ConfigError
@@ -48,6 +48,9 @@ class VaeGan(EncoderDecoderMethod):
 
     name = "vae_gan"
     config_cls = VaeGanConfig
+    examples = {"vae_gan": Example(learning=Learning("toy2d", 600, config={"lr": 1e-3}, samples=0.5,
+                                                     reconstructions=0.5)),
+                "encoder_sigma": Example({"sigma": "encoder", "beta": 4.0})}
 
     def __init__(self, config: VaeGanConfig, info, net, vae=None):
         super().__init__(config, info, net)

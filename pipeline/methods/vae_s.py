@@ -32,7 +32,7 @@ import torch
 
 from pipeline import losses
 from pipeline.datainfo import to_unit_scale
-from pipeline.methods import Method, register
+from pipeline.methods import Example, Learning, Method, register
 from pipeline.methods.vae import VAE
 from pipeline.networks.architectures import build_decoder, build_encoder
 from pipeline.schema import ConfigError
@@ -82,6 +82,13 @@ class VAES(VAE):
 
     name = "vae_s"
     config_cls = VaeSConfig
+    examples = {
+        "vae_s": Example({"balance_steps": 3}, vector=False, learning=Learning(
+            "bars", 200, batch_size=16, latent_dim=8, config={"balance_steps": 20, "lr": 2e-3}, reconstructions=0.7)),
+        "vanilla_004": Example({"terms": ["mse"], "total_correlation": False, "balance_steps": 3}, vector=False),
+        "fixed_weights": Example({"weights": [1.0, 2.0, 3.0, 4.0, 5.0], "balance": "all", "architecture": "dcgan"},
+                                 vector=False),
+    }
 
     def __init__(self, config: VaeSConfig, info, net, vae=None):
         Method.__init__(self, config, info, net)

@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 
 from pipeline import losses
-from pipeline.methods import Method, Phase, register
+from pipeline.methods import Example, Learning, Method, Phase, register
 from pipeline.networks import build_critic, build_generator
 from pipeline.networks.joint import replace_batch_norm
 from pipeline.schema import ConfigError
@@ -40,6 +40,8 @@ class WganGp(Method):
 
     name = "wgan_gp"
     config_cls = WganGpConfig
+    examples = {"wgan_gp": Example(learning=Learning("toy2d", 400, config={"lr": 1e-3}, samples=0.5)),
+                "no_critic_norm": Example({"critic_norm": "none"})}
 
     def __init__(self, config: WganGpConfig, info, net, vae=None):
         super().__init__(config, info, net)
