@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from pipeline.datainfo import DataInfo
+from pipeline.schema import require
 from pipeline.sections import ModelSpec, NetworkConfig
 
 
@@ -37,6 +38,25 @@ class Phase:
     lr: float = 2e-4  # DCGAN (Radford et al.), used by AVAE §5
     betas: tuple[float, float] = (0.5, 0.999)  # DCGAN beta1 = 0.5
     steps: int = 1  # updates of this phase per iteration
+
+
+@dataclass
+class OptimiserConfig:
+    """The Adam settings every method config inherits (a method changes a default by declaring
+    the field again, with its source): lr: learning rate; beta1, beta2: Adam's moment decays."""
+
+    lr: float = 2e-4  # DCGAN (Radford et al.), used by AVAE §5 for every model
+    beta1: float = 0.5  # DCGAN: β1 = 0.5
+    beta2: float = 0.999  # Adam's default (Kingma & Ba), kept by DCGAN
+
+    def __post_init__(self) -> None:
+        require(self.lr > 0, "models.*.lr", f"= {self.lr} must be > 0")
+        require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "models.*.beta1",
+                f"= {self.beta1} and beta2 = {self.beta2} must be in [0, 1)")
+
+    @property
+    def betas(self) -> tuple[float, float]:
+        return self.beta1, self.beta2
 
 
 @dataclass(frozen=True)

@@ -17,28 +17,28 @@ import torch
 import torch.nn.functional as F
 
 from pipeline import losses
-from pipeline.methods import EncoderGeneratorMethod, Example, Learning, Phase, register
+from pipeline.methods import EncoderGeneratorMethod, Example, Learning, OptimiserConfig, Phase, register
 from pipeline.networks import build_generator
 from pipeline.networks.joint import DeterministicEncoder
 from pipeline.schema import ConfigError
 
 
 @dataclass
-class AgeConfig:
+class AgeConfig(OptimiserConfig):
     """data_recon_weight: μ, weight of the encoder's L1 data reconstruction; code_recon_weight:
     ν, weight of the generator's cosine code reconstruction; generator_steps: generator
-    updates per encoder update; lr, beta1, beta2: Adam for both networks."""
+    updates per encoder update; lr, beta1, beta2 (OptimiserConfig): Adam for both networks (lr:
+    AGE's code, 2e-4; α-GAN T2 sweeps {1e-4, 2e-4, 5e-4})."""
 
     data_recon_weight: float = 100.0  # α-GAN App. H.1: swept over {100, 500, 1000, 2000}
     code_recon_weight: float = 10.0  # α-GAN App. H.1: 10
     generator_steps: int = 2  # α-GAN §6 / AGE code: G updated twice per E update
-    lr: float = 2e-4  # AGE code: 2e-4; α-GAN T2 sweeps {1e-4, 2e-4, 5e-4}
-    beta1: float = 0.5  # α-GAN App. H: Adam β1 = 0.5
-    beta2: float = 0.9  # α-GAN App. H: β2 = 0.9
+    beta2: float = 0.9  # α-GAN App. H: β2 = 0.9 (β1 = 0.5)
 
     def __post_init__(self) -> None:
-        if self.data_recon_weight < 0 or self.code_recon_weight < 0 or self.lr <= 0 or self.generator_steps < 1:
-            raise ConfigError("params: 'models.*' (age) needs recon weights >= 0, lr > 0 and generator_steps >= 1")
+        super().__post_init__()
+        if self.data_recon_weight < 0 or self.code_recon_weight < 0 or self.generator_steps < 1:
+            raise ConfigError("params: 'models.*' (age) needs recon weights >= 0 and generator_steps >= 1")
 
 
 @register
@@ -88,6 +88,6 @@ class Age(EncoderGeneratorMethod):
 
     def phases(self) -> list[Phase]:
         c = self.config
-        betas = (c.beta1, c.beta2)
+        betas = c.betas
         return [Phase("encoder", [self.encoder], self.encoder_loss, c.lr, betas),
                 Phase("generator", [self.generator], self.generator_loss, c.lr, betas, c.generator_steps)]

@@ -21,34 +21,35 @@ from typing import Literal
 import torch
 
 from pipeline import losses
-from pipeline.methods import EncoderGeneratorMethod, Example, Learning, Phase, register
+from pipeline.methods import EncoderGeneratorMethod, Example, Learning, OptimiserConfig, Phase, register
 from pipeline.networks import build_critic, build_generator
 from pipeline.networks.joint import DeterministicEncoder, build_code_discriminator
 from pipeline.schema import ConfigError
 
 
 @dataclass
-class AlphaGanConfig:
+class AlphaGanConfig(OptimiserConfig):
     """encoder_recon_weight / generator_recon_weight: λ on the L1 reconstruction in the
     encoder / generator losses; latent_regulariser: 'code_discriminator' (α-GAN) or
     'empirical_kl' (App. D ablation); generator_steps: encoder and generator updates per D/CZ
-    update; lr: Adam lr of encoder and generator; discriminator_lr, code_discriminator_lr;
-    beta1, beta2: Adam betas of all four; code_hidden / code_layers: the code discriminator MLP."""
+    update; lr (OptimiserConfig): Adam lr of encoder and generator; discriminator_lr,
+    code_discriminator_lr; beta1, beta2 (OptimiserConfig): Adam betas of all four; code_hidden /
+    code_layers: the code discriminator MLP."""
 
     encoder_recon_weight: float = 10.0  # α-GAN App. H.1: swept over {1, 5, 10, 50}
     generator_recon_weight: float = 10.0  # α-GAN App. H.1: swept over {1, 5, 10, 50}
     latent_regulariser: Literal["code_discriminator", "empirical_kl"] = "code_discriminator"  # App. D
     generator_steps: int = 2  # α-GAN §6: encoder and generator updated twice per D / CZ update
     lr: float = 1e-4  # α-GAN T2: generator/encoder swept over {1e-4, 5e-4}
+    beta2: float = 0.9  # α-GAN App. H: β2 = 0.9 (β1 = 0.5)
     discriminator_lr: float = 5e-4  # α-GAN T2: 5e-4
     code_discriminator_lr: float = 5e-4  # α-GAN T2: 5e-4
-    beta1: float = 0.5  # α-GAN App. H: Adam β1 = 0.5
-    beta2: float = 0.9  # α-GAN App. H: β2 = 0.9
     code_hidden: int = 750  # α-GAN App. H.4: 750 units per layer
     code_layers: int = 3  # α-GAN App. H.4: 3 layers, no batch norm
 
     def __post_init__(self) -> None:
-        ok = (min(self.lr, self.discriminator_lr, self.code_discriminator_lr) > 0
+        super().__post_init__()
+        ok = (min(self.discriminator_lr, self.code_discriminator_lr) > 0
               and min(self.encoder_recon_weight, self.generator_recon_weight) >= 0
               and self.generator_steps >= 1 and self.code_hidden >= 1 and self.code_layers >= 1)
         if not ok:
@@ -119,7 +120,7 @@ class AlphaGan(EncoderGeneratorMethod):
 
     def phases(self) -> list[Phase]:
         c = self.config
-        betas = (c.beta1, c.beta2)
+        betas = c.betas
         phases = [Phase("encoder", [self.encoder], self.encoder_loss, c.lr, betas, c.generator_steps),
                   Phase("generator", [self.generator], self.generator_loss, c.lr, betas, c.generator_steps),
                   Phase("discriminator", [self.discriminator], self.discriminator_loss, c.discriminator_lr, betas)]

@@ -13,25 +13,18 @@ from typing import Literal
 import torch
 
 from pipeline import losses
-from pipeline.methods import Example, Learning, Method, Phase, register
+from pipeline.methods import Example, Learning, Method, OptimiserConfig, Phase, register
 from pipeline.networks import build_critic, build_generator
-from pipeline.schema import ConfigError
 
 
 @dataclass
-class AvaeConfig:
+class AvaeConfig(OptimiserConfig):
     """xi: give the generator extra noise ξ (of the latent size) beside z; latent_loss:
-    'a' (AVAE eq. 12) or 'b' (eq. 16); lr, beta1, beta2: Adam (DCGAN settings, AVAE §5)."""
+    'a' (AVAE eq. 12) or 'b' (eq. 16); lr, beta1, beta2 (OptimiserConfig): Adam (DCGAN
+    settings, AVAE §5)."""
 
     xi: bool = False  # AVAE T1 best row: without ξ
     latent_loss: Literal["a", "b"] = "b"  # AVAE T1 best row: L_Z^b
-    lr: float = 2e-4  # AVAE §5: DCGAN hyper-parameters
-    beta1: float = 0.5
-    beta2: float = 0.999
-
-    def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ConfigError("params: 'models.*.lr' must be > 0")
 
 
 @register
@@ -80,7 +73,7 @@ class AVAE(Method):
 
     def phases(self) -> list[Phase]:
         c = self.config
-        betas = (c.beta1, c.beta2)
+        betas = c.betas
         return [Phase("critic", [self.critic], self.critic_loss, c.lr, betas),
                 Phase("generator", [self.generator], self.generator_loss, c.lr, betas)]
 

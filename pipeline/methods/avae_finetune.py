@@ -25,34 +25,32 @@ from dataclasses import dataclass
 import torch
 
 from pipeline import losses
-from pipeline.methods import REGISTRY, Example, Learning, Method, Phase, build_method, register
+from pipeline.methods import REGISTRY, Example, Learning, Method, OptimiserConfig, Phase, build_method, register
 from pipeline.networks.architectures import build_pooled_discriminator
 from pipeline.schema import ConfigError, from_dict
 from pipeline.sections import ModelSpec
 
 
 @dataclass
-class AvaeFinetuneConfig:
+class AvaeFinetuneConfig(OptimiserConfig):
     """adversarial: train against the discriminator (false: the iteration-matched control, L_VAE
     alone every iteration); dis_update_below / vae_update_above: accuracy gates of 004 Algorithm
     1; adversarial_weight: weight of −log Dis(x̃) in the VAE update, or null to balance it onto
-    L_VAE's scale after a probe of `balance_steps` iterations (004 §III); lr, beta1, beta2: Adam
-    for both phases."""
+    L_VAE's scale after a probe of `balance_steps` iterations (004 §III); lr, beta1, beta2
+    (OptimiserConfig): Adam for both phases (not given in 004; the pipeline's DCGAN default)."""
 
     adversarial: bool = True  # false: the control row (no discriminator, no gate)
     dis_update_below: float = 0.7  # 004 Algorithm 1: update Dis while Accuracy_Dis < 0.7
     vae_update_above: float = 0.5  # 004 Algorithm 1: update the VAE while Accuracy_Dis > 0.5
     adversarial_weight: float | None = None  # None: same scale as L_VAE's components (004 §III)
     balance_steps: int = 100  # probe of the adversarial term (004 §III: one epoch)
-    lr: float = 2e-4  # not given in 004; the pipeline's DCGAN default
-    beta1: float = 0.5
-    beta2: float = 0.999
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not (0.0 <= self.vae_update_above <= 1.0 and 0.0 <= self.dis_update_below <= 1.0):
             raise ConfigError("params: 'models.*.dis_update_below' and 'vae_update_above' are accuracies in [0, 1]")
-        if (self.adversarial_weight is not None and self.adversarial_weight < 0) or self.lr <= 0:
-            raise ConfigError("params: 'models.*.adversarial_weight' must be >= 0 (or null) and 'lr' > 0")
+        if self.adversarial_weight is not None and self.adversarial_weight < 0:
+            raise ConfigError("params: 'models.*.adversarial_weight' must be >= 0 (or null)")
         if self.balance_steps < 1:
             raise ConfigError("params: 'models.*.balance_steps' must be >= 1")
 
@@ -140,7 +138,7 @@ class AvaeFinetune(Method):
 
     def phases(self) -> list[Phase]:
         c = self.config
-        betas = (c.beta1, c.beta2)
+        betas = c.betas
         vae = Phase("vae", [self.vae_model], self.vae_loss, c.lr, betas)
         if not c.adversarial:
             return [vae]

@@ -13,25 +13,24 @@ from dataclasses import dataclass
 import torch
 
 from pipeline import losses
-from pipeline.methods import EncoderGeneratorMethod, Example, Learning, Phase, register
+from pipeline.methods import EncoderGeneratorMethod, Example, Learning, OptimiserConfig, Phase, register
 from pipeline.networks import build_generator
 from pipeline.networks.joint import DeterministicEncoder, JointDiscriminator
 from pipeline.schema import ConfigError
 
 
 @dataclass
-class BiganConfig:
-    """lr, beta1, beta2: Adam for the discriminator and for the encoder+generator pair;
-    generator_steps: encoder+generator updates per discriminator update."""
+class BiganConfig(OptimiserConfig):
+    """lr, beta1, beta2 (OptimiserConfig): Adam for the discriminator and for the
+    encoder+generator pair, DCGAN's (AVAE §5, for every model); generator_steps:
+    encoder+generator updates per discriminator update."""
 
-    lr: float = 2e-4  # AVAE §5: DCGAN hyper-parameters for every model
-    beta1: float = 0.5  # DCGAN
-    beta2: float = 0.999
     generator_steps: int = 1  # AVAE T1: one update each
 
     def __post_init__(self) -> None:
-        if self.lr <= 0 or self.generator_steps < 1:
-            raise ConfigError("params: 'models.*' (bigan) needs lr > 0 and generator_steps >= 1")
+        super().__post_init__()
+        if self.generator_steps < 1:
+            raise ConfigError("params: 'models.*' (bigan) needs generator_steps >= 1")
 
 
 @register
@@ -63,7 +62,7 @@ class Bigan(EncoderGeneratorMethod):
 
     def phases(self) -> list[Phase]:
         c = self.config
-        betas = (c.beta1, c.beta2)
+        betas = c.betas
         return [Phase("discriminator", [self.discriminator], self.discriminator_loss, c.lr, betas),
                 Phase("encoder_generator", [self.encoder, self.generator], self.encoder_generator_loss, c.lr,
                       betas, c.generator_steps)]

@@ -7,24 +7,22 @@ from dataclasses import dataclass
 import torch
 
 from pipeline import losses
-from pipeline.methods import Example, Learning, Method, Phase, register
+from pipeline.methods import Example, Learning, Method, OptimiserConfig, Phase, register
 from pipeline.networks import build_critic, build_generator
 from pipeline.schema import ConfigError
 
 
 @dataclass
-class GanConfig:
-    """lr, beta1, beta2: Adam for both networks; generator_steps: generator updates per
-    discriminator update (1 in AVAE's runs, 2 in α-GAN's)."""
+class GanConfig(OptimiserConfig):
+    """lr, beta1, beta2 (OptimiserConfig): Adam for both networks, DCGAN's; generator_steps:
+    generator updates per discriminator update (1 in AVAE's runs, 2 in α-GAN's)."""
 
-    lr: float = 2e-4  # DCGAN
-    beta1: float = 0.5  # DCGAN
-    beta2: float = 0.999
     generator_steps: int = 1  # AVAE T1: 1; α-GAN baselines: 2
 
     def __post_init__(self) -> None:
-        if self.lr <= 0 or self.generator_steps < 1:
-            raise ConfigError("params: 'models.*.lr' must be > 0 and 'generator_steps' >= 1")
+        super().__post_init__()
+        if self.generator_steps < 1:
+            raise ConfigError("params: 'models.*.generator_steps' must be >= 1")
 
 
 @register
@@ -53,7 +51,7 @@ class GAN(Method):
 
     def phases(self) -> list[Phase]:
         c = self.config
-        betas = (c.beta1, c.beta2)
+        betas = c.betas
         return [Phase("discriminator", [self.discriminator], self.discriminator_loss, c.lr, betas),
                 Phase("generator", [self.generator], self.generator_loss, c.lr, betas, c.generator_steps)]
 

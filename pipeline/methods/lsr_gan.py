@@ -15,26 +15,24 @@ from dataclasses import dataclass
 import torch
 
 from pipeline import losses
-from pipeline.methods import Example, Learning, Method, Phase, register
+from pipeline.methods import Example, Learning, Method, OptimiserConfig, Phase, register
 from pipeline.networks.architectures import build_decoder, build_gan_discriminator
 from pipeline.schema import ConfigError
 
 
 @dataclass
-class LsrGanConfig:
+class LsrGanConfig(OptimiserConfig):
     """latent_nll_weight: λ of 003 eq. 4 (swept over 0.01 … 20; default 1); init_from_decoder:
-    start G from the frozen decoder's weights (the authors' code does); lr, beta1, beta2: Adam
-    for G and D (003 App. D: 2e-4, β1 = 0.5)."""
+    start G from the frozen decoder's weights (the authors' code does); lr, beta1, beta2
+    (OptimiserConfig): Adam for G and D (003 App. D: 2e-4, β1 = 0.5; the authors' code: β2 = 0.999)."""
 
     latent_nll_weight: float = 1.0  # λ, 003 eq. 4 / App. C.2 (default 1)
     init_from_decoder: bool = True  # authors' code: G initialised from the VAE decoder
-    lr: float = 2e-4  # 003 App. D
-    beta1: float = 0.5  # 003 App. D
-    beta2: float = 0.999  # authors' code: betas (0.5, 0.999)
 
     def __post_init__(self) -> None:
-        if self.latent_nll_weight < 0 or self.lr <= 0:
-            raise ConfigError("params: 'models.*.latent_nll_weight' must be >= 0 and 'lr' > 0")
+        super().__post_init__()
+        if self.latent_nll_weight < 0:
+            raise ConfigError("params: 'models.*.latent_nll_weight' must be >= 0")
 
 
 @register
@@ -78,7 +76,7 @@ class LSRGAN(Method):
 
     def phases(self) -> list[Phase]:
         c = self.config
-        betas = (c.beta1, c.beta2)
+        betas = c.betas
         return [Phase("discriminator", [self.discriminator], self.discriminator_loss, c.lr, betas),
                 Phase("generator", [self.generator], self.generator_loss, c.lr, betas)]
 

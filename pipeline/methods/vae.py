@@ -8,29 +8,28 @@ from typing import Literal
 import torch
 
 from pipeline import losses
-from pipeline.methods import EncoderDecoderMethod, Example, Learning, Phase, Stage1Export, register
+from pipeline.methods import EncoderDecoderMethod, Example, Learning, OptimiserConfig, Phase, Stage1Export, register
 from pipeline.networks.architectures import build_decoder, build_encoder
 from pipeline.schema import ConfigError, to_dict
 
 
 @dataclass
-class VaeConfig:
+class VaeConfig(OptimiserConfig):
     """beta: KL weight (β-VAE; LSR-GAN Table 1 sweeps it); reconstruction: 'mse' (½ sum of squares, AVAE eq. 9)
     or 'log_mse' (LSR-GAN App. A); sigma: 'learned' (input-independent, AVAE Fig. 5) or
     'encoder' (output by the encoder); architecture: encoder/decoder family, 'dcgan' (AVAE
-    Fig. 5), 'resnet' (LSR-GAN App. D Table 3) or 'avae_s' (004 Table I); lr, beta1, beta2: Adam."""
+    Fig. 5), 'resnet' (LSR-GAN App. D Table 3) or 'avae_s' (004 Table I); lr, beta1, beta2
+    (OptimiserConfig): Adam, the AVAE authors' 2e-4 with DCGAN's betas (AVAE §5)."""
 
     beta: float = 1.0  # KL weight: AVAE eq. 9 is the plain VAE (β = 1)
     reconstruction: Literal["mse", "log_mse"] = "mse"  # AVAE eq. 9 / LSR-GAN App. A
     sigma: Literal["learned", "encoder"] = "learned"  # AVAE Fig. 5 caption: sigma learned directly
     architecture: Literal["dcgan", "resnet", "avae_s"] = "dcgan"  # AVAE Fig. 5 / 003 Table 3 / 004 Table I
-    lr: float = 2e-4  # AVAE authors' code: Adam 2e-4
-    beta1: float = 0.5  # DCGAN hyper-parameters (AVAE §5)
-    beta2: float = 0.999
 
     def __post_init__(self) -> None:
-        if self.beta < 0 or self.lr <= 0:
-            raise ConfigError("params: 'models.*.beta' must be >= 0 and 'lr' > 0")
+        super().__post_init__()
+        if self.beta < 0:
+            raise ConfigError("params: 'models.*.beta' must be >= 0")
 
 
 @register
@@ -82,4 +81,4 @@ class VAE(EncoderDecoderMethod):
 
     def phases(self) -> list[Phase]:
         c = self.config
-        return [Phase("vae", [self.encoder, self.decoder], self.vae_loss, c.lr, (c.beta1, c.beta2))]
+        return [Phase("vae", [self.encoder, self.decoder], self.vae_loss, c.lr, c.betas)]

@@ -17,29 +17,27 @@ from typing import Literal
 import torch
 
 from pipeline import losses
-from pipeline.methods import EncoderDecoderMethod, Example, Learning, Phase, register
+from pipeline.methods import EncoderDecoderMethod, Example, Learning, OptimiserConfig, Phase, register
 from pipeline.networks import Encoder, build_critic, build_generator
 from pipeline.networks.joint import critic_layers
 from pipeline.schema import ConfigError
 
 
 @dataclass
-class VaeGanConfig:
+class VaeGanConfig(OptimiserConfig):
     """gamma: weight of the hidden-layer reconstruction in the decoder loss; beta: KL weight in
     the encoder loss (AVAE §5 tuned it so that the KL matches the other models'); sigma:
-    'learned' (input-independent, AVAE Fig. 5) or 'encoder'; lr, beta1, beta2: Adam for the
-    three networks."""
+    'learned' (input-independent, AVAE Fig. 5) or 'encoder'; lr, beta1, beta2 (OptimiserConfig):
+    Adam for the three networks, DCGAN's (AVAE §5)."""
 
     gamma: float = 1e-2  # AVAE authors' code: γ = 1e-2
     beta: float = 1.0  # KL weight (AVAE §5 tunes it per dataset: 4/5/10/10/20)
     sigma: Literal["learned", "encoder"] = "learned"  # AVAE Fig. 5 caption: σ learned directly
-    lr: float = 2e-4  # AVAE §5: DCGAN hyper-parameters
-    beta1: float = 0.5  # DCGAN
-    beta2: float = 0.999
 
     def __post_init__(self) -> None:
-        if self.gamma < 0 or self.beta < 0 or self.lr <= 0:
-            raise ConfigError("params: 'models.*' (vae_gan) needs gamma >= 0, beta >= 0 and lr > 0")
+        super().__post_init__()
+        if self.gamma < 0 or self.beta < 0:
+            raise ConfigError("params: 'models.*' (vae_gan) needs gamma >= 0 and beta >= 0")
 
 
 @register
@@ -94,7 +92,7 @@ class VaeGan(EncoderDecoderMethod):
 
     def phases(self) -> list[Phase]:
         c = self.config
-        betas = (c.beta1, c.beta2)
+        betas = c.betas
         return [Phase("encoder", [self.encoder], self.encoder_loss, c.lr, betas),
                 Phase("decoder", [self.decoder], self.decoder_loss, c.lr, betas),
                 Phase("discriminator", [self.discriminator], self.discriminator_loss, c.lr, betas)]

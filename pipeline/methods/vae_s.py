@@ -32,7 +32,7 @@ import torch
 
 from pipeline import losses
 from pipeline.datainfo import to_unit_scale
-from pipeline.methods import Example, Learning, Method, register
+from pipeline.methods import Example, Learning, Method, OptimiserConfig, register
 from pipeline.methods.vae import VAE
 from pipeline.networks.architectures import build_decoder, build_encoder
 from pipeline.schema import ConfigError
@@ -41,7 +41,7 @@ REC_TERMS = ("mae", "mse", "dssim", "sobel", "gabor")  # 004 eq. 5, in the order
 
 
 @dataclass
-class VaeSConfig:
+class VaeSConfig(OptimiserConfig):
     """terms: the reconstruction terms of L_REC (004 eq. 5: all five; ['mse']: 004's vanilla
     VAE); total_correlation: add TC to L_VAE (004 eqs. 10-11; off for the vanilla VAE);
     balance: which components the same-scale rule weights ('reconstruction': the terms only, KL
@@ -51,7 +51,7 @@ class VaeSConfig:
     tc_dataset_size: N of the minibatch-weighted-sampling TC estimator (Chen et al. 2018; it only
     shifts the logged TC by (K − 1)·log(N·M), never its gradient); sigma: 'encoder' (004 Table I:
     z_mean, z_sigma) or 'learned'; architecture: encoder/decoder family (004 Table I: 'avae_s');
-    lr, beta1, beta2: Adam."""
+    lr, beta1, beta2 (OptimiserConfig): Adam (not given in 004; the pipeline's DCGAN default)."""
 
     terms: list[str] = field(default_factory=lambda: list(REC_TERMS))  # 004 eq. 5
     total_correlation: bool = True  # 004 eqs. 10-11
@@ -61,19 +61,17 @@ class VaeSConfig:
     tc_dataset_size: int = 60_000  # N in Chen et al. 2018 §4.1 (Fashion-MNIST training split)
     sigma: Literal["learned", "encoder"] = "encoder"  # 004 Table I: z_mean, z_sigma layers
     architecture: Literal["dcgan", "resnet", "avae_s"] = "avae_s"  # 004 Table I
-    lr: float = 2e-4  # not given in 004; the pipeline's DCGAN default
-    beta1: float = 0.5
-    beta2: float = 0.999
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         unknown = [t for t in self.terms if t not in REC_TERMS]
         if unknown or not self.terms or len(set(self.terms)) != len(self.terms):
             raise ConfigError(f"params: 'models.*.terms' = {self.terms} must be distinct terms of {list(REC_TERMS)}")
         if self.weights is not None and (len(self.weights) != len(self.terms) or any(w < 0 for w in self.weights)):
             raise ConfigError(f"params: 'models.*.weights' must be {len(self.terms)} numbers >= 0 for "
                               f"{self.terms}, or null to probe and balance; got {self.weights}")
-        if self.balance_steps < 1 or self.tc_dataset_size < 2 or self.lr <= 0:
-            raise ConfigError("params: 'models.*.balance_steps' must be >= 1, 'tc_dataset_size' >= 2, 'lr' > 0")
+        if self.balance_steps < 1 or self.tc_dataset_size < 2:
+            raise ConfigError("params: 'models.*.balance_steps' must be >= 1 and 'tc_dataset_size' >= 2")
 
 
 @register

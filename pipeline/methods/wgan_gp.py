@@ -8,29 +8,29 @@ from typing import Literal
 import torch
 
 from pipeline import losses
-from pipeline.methods import Example, Learning, Method, Phase, register
+from pipeline.methods import Example, Learning, Method, OptimiserConfig, Phase, register
 from pipeline.networks import build_critic, build_generator
 from pipeline.networks.joint import replace_batch_norm
 from pipeline.schema import ConfigError
 
 
 @dataclass
-class WganGpConfig:
+class WganGpConfig(OptimiserConfig):
     """penalty: gradient-penalty weight; critic_steps: critic updates per generator update;
-    lr, beta1, beta2: Adam for both networks; critic_norm: normalisation inside the critic's
+    lr, beta1, beta2 (OptimiserConfig): Adam for both networks; critic_norm: normalisation inside the critic's
     down-blocks ('layer', 'none' or 'batch' — batch norm couples the examples whose
     per-example input gradients the penalty constrains)."""
 
     penalty: float = 10.0  # α-GAN App. H.1 / WGAN-GP: λ = 10
     critic_steps: int = 5  # α-GAN §6 / WGAN-GP: 5 critic updates per generator update
     lr: float = 1e-4  # WGAN-GP default; α-GAN T2 sweeps {1e-4, 2e-4, 3e-4}
-    beta1: float = 0.5  # α-GAN App. H: Adam β1 = 0.5
-    beta2: float = 0.9  # α-GAN App. H / WGAN-GP: β2 = 0.9
+    beta2: float = 0.9  # α-GAN App. H / WGAN-GP: β2 = 0.9 (β1 = 0.5)
     critic_norm: Literal["layer", "none", "batch"] = "layer"  # WGAN-GP §4: no batch norm in the critic
 
     def __post_init__(self) -> None:
-        if self.lr <= 0 or self.penalty < 0 or self.critic_steps < 1:
-            raise ConfigError("params: 'models.*' (wgan_gp) needs lr > 0, penalty >= 0 and critic_steps >= 1")
+        super().__post_init__()
+        if self.penalty < 0 or self.critic_steps < 1:
+            raise ConfigError("params: 'models.*' (wgan_gp) needs penalty >= 0 and critic_steps >= 1")
 
 
 @register
@@ -62,7 +62,7 @@ class WganGp(Method):
 
     def phases(self) -> list[Phase]:
         c = self.config
-        betas = (c.beta1, c.beta2)
+        betas = c.betas
         return [Phase("critic", [self.critic], self.critic_loss, c.lr, betas, c.critic_steps),
                 Phase("generator", [self.generator], self.generator_loss, c.lr, betas)]
 
