@@ -16,7 +16,7 @@ from pipeline.config import load_params
 from pipeline.data import BatchSampler
 from pipeline.datainfo import DataInfo
 from pipeline.networks import build_critic
-from pipeline.networks.joint import (DETERMINISTIC_LOG_SIGMA, CodeDiscriminator, DeterministicEncoder,
+from pipeline.networks.critics import (DETERMINISTIC_LOG_SIGMA, CodeDiscriminator, DeterministicEncoder,
                                      JointDiscriminator, critic_layers, replace_batch_norm)
 from pipeline.schema import ConfigError
 from pipeline.sections import NetworkConfig

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from pipeline import losses
 from pipeline.methods import EncoderGeneratorMethod, Example, Learning, OptimiserConfig, Phase, register
 from pipeline.networks import build_generator
-from pipeline.networks.joint import DeterministicEncoder
+from pipeline.networks.critics import DeterministicEncoder
 from pipeline.schema import ConfigError
 
 

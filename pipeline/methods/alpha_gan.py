@@ -23,7 +23,7 @@ import torch
 from pipeline import losses
 from pipeline.methods import EncoderGeneratorMethod, Example, Learning, OptimiserConfig, Phase, register
 from pipeline.networks import build_critic, build_generator
-from pipeline.networks.joint import DeterministicEncoder, build_code_discriminator
+from pipeline.networks.critics import DeterministicEncoder, build_code_discriminator
 from pipeline.schema import ConfigError
 
 

@@ -15,7 +15,7 @@ import torch
 from pipeline import losses
 from pipeline.methods import EncoderGeneratorMethod, Example, Learning, OptimiserConfig, Phase, register
 from pipeline.networks import build_generator
-from pipeline.networks.joint import DeterministicEncoder, JointDiscriminator
+from pipeline.networks.critics import DeterministicEncoder, JointDiscriminator
 from pipeline.schema import ConfigError
 
 

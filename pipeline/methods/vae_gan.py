@@ -19,7 +19,7 @@ import torch
 from pipeline import losses
 from pipeline.methods import EncoderDecoderMethod, Example, Learning, OptimiserConfig, Phase, register
 from pipeline.networks import Encoder, build_critic, build_generator
-from pipeline.networks.joint import critic_layers
+from pipeline.networks.critics import critic_layers
 from pipeline.schema import ConfigError
 
 

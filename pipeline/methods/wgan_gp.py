@@ -10,7 +10,7 @@ import torch
 from pipeline import losses
 from pipeline.methods import Example, Learning, Method, OptimiserConfig, Phase, register
 from pipeline.networks import build_critic, build_generator
-from pipeline.networks.joint import replace_batch_norm
+from pipeline.networks.critics import replace_batch_norm
 from pipeline.schema import ConfigError
 
 

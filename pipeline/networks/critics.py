@@ -1,4 +1,5 @@
-"""Networks of the issue-3 baselines, built from a DataInfo and a NetworkConfig.
+"""Networks made from the critic (`build_critic`) and operations on critics, built from a
+DataInfo and a NetworkConfig, for the adversarial baselines:
 
 - DeterministicEncoder: the critic body with `latent_dim` linear outputs (α-GAN, BiGAN, AGE);
   optionally projected onto the unit sphere (AGE, α-GAN App. H.3).
