@@ -107,7 +107,7 @@ def load_vae_export(path: str | Path, device: str | torch.device = "cpu") -> Fro
     if not isinstance(blob.get("state_dict"), dict) or weights_hash(blob["state_dict"]) != blob.get("content_hash"):
         raise ExportError(f"{path}: weights do not match their content hash (corrupt or edited); "
                           "re-run `dvc repro pretrain_vae` or `dvc checkout`")
-    if "record_hash" in blob and record_hash(blob) != blob["record_hash"]:  # exports written since issue 8
+    if "record_hash" in blob and record_hash(blob) != blob["record_hash"]:  # vae_export/1 files have none
         raise ExportError(f"{path}: its architecture/provenance record does not match its hash (corrupt or "
                           "edited); re-run `dvc repro pretrain_vae` or `dvc checkout`")
     try:

@@ -73,7 +73,7 @@ def gaussian_nll(z: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor) -> 
     return (0.5 * ((z - mu) / torch.exp(log_sigma)).pow(2) + log_sigma + 0.5 * math.log(2 * math.pi)).sum(dim=1)
 
 
-# ---------------------------------------------------------------- baselines of issue 3
+# ---------------------------------------------------------------- the adversarial baselines (SPEC §3.4-3.8)
 
 
 def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ class TrainConfig:
     device: str = "auto"  # auto picks cuda when available
     threads: int = 0  # torch intra-op threads on CPU; 0 = every core
     lr_decay_to: float = 1.0  # 1.0 = constant lr; AVAE authors' code decays to 0.02
-    # speed options (issue 7): each is checked against the plain loop by tests/test_speed.py
+    # speed options: each is checked against the plain loop by tests/test_speed.py
     channels_last: bool = False  # NHWC memory format for the conv nets and image batches
     autocast: Literal["off", "bf16"] = "off"  # bf16 autocast of network forwards; losses stay fp32
     fused_optimizer: bool = False  # Adam with foreach (CPU) / fused (CUDA) kernels

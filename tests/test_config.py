@@ -135,7 +135,7 @@ def test_yaml_scientific_notation_is_a_number():
     assert parse_params(raw).model("gan", "toy2d").config.lr == pytest.approx(2e-4)
 
 
-# ---------------------------------------------------------------- issue 8: every problem, no traceback
+# ---------------------------------------------------------------- every problem, no traceback
 
 
 @pytest.mark.parametrize("key, value, named", [

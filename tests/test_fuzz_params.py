@@ -1,4 +1,4 @@
-"""Random malformed params files never produce a traceback or any output file (issue 8).
+"""Random malformed params files never produce a traceback or any output file.
 
 Each example mutates the repository's params.yaml (keys deleted, unknown keys added, values
 replaced by YAML values of other types or by out-of-range numbers, unknown method and dataset
