@@ -12,6 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from pipeline.ssim import ssim
+
 
 def kl_standard_normal(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
     """Per-example KL(N(mu, sigma^2) || N(0, I)) = ½ Σ (sigma² + mu² − 1 − log sigma²)  # AVAE eq. 7"""
@@ -136,36 +138,6 @@ def _depthwise(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     c = x.shape[1]
     weight = kernels.to(x).unsqueeze(1).repeat(c, 1, 1, 1)  # (C·k) x 1 x h x w, channel-major
     return F.conv2d(x, weight, groups=c)
-
-
-def ssim_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """The normalised 1-D Gaussian of SSIM's separable window (Wang et al. 2004: 11 taps, sigma 1.5)."""
-    k = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-k.pow(2) / (2 * sigma ** 2))
-    return (g / g.sum()).float()
-
-
-def _gaussian_blur_valid(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """Separable 'valid' Gaussian filtering of every channel (rows, then columns)."""
-    c, n = x.shape[1], g.numel()
-    h = F.conv2d(x, g.to(x).view(1, 1, 1, n).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(h, g.to(x).view(1, 1, n, 1).repeat(c, 1, 1, 1), groups=c)
-
-
-def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, window: int = 11) -> torch.Tensor:
-    """Per-example mean SSIM = l·c·s with α = β = γ = 1 over Gaussian windows ('valid'),
-    C1 = (0.01 L)², C2 = (0.03 L)²  # 004 eq. 8 (Wang et al. 2004 eq. 13)"""
-    g = ssim_window(min(window, x.shape[-1], x.shape[-2]))
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    # (co)variances are shift-invariant: take them on images centred by their own mean, which
-    # keeps E[x²] − E[x]² from cancelling catastrophically in float32
-    xc, yc = x - x.mean(dim=(2, 3), keepdim=True), y - y.mean(dim=(2, 3), keepdim=True)
-    c = x.shape[1]
-    stats = _gaussian_blur_valid(torch.cat([x, y, xc, yc, xc * xc, yc * yc, xc * yc], dim=1), g)
-    mu_x, mu_y, mxc, myc, exx, eyy, exy = stats.split(c, dim=1)
-    var_x, var_y, cov = exx - mxc.pow(2), eyy - myc.pow(2), exy - mxc * myc
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x.pow(2) + mu_y.pow(2) + c1) * (var_x + var_y + c2))
-    return ssim_map.flatten(1).mean(dim=1)
 
 
 SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])

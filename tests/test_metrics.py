@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from pipeline import metrics
+from pipeline.ssim import ssim, ssim_terms
 
 
 # ---------------------------------------------------------------- Fréchet distance
@@ -164,6 +165,14 @@ def test_ms_ssim_equals_the_reference_msssim_py(name):
     b = soften(b) if softened else b
     to01 = lambda x: torch.from_numpy(x).permute(2, 0, 1)[None].double() / 255  # noqa: E731
     assert float(metrics.ms_ssim(to01(a), to01(b))[0]) == pytest.approx(expected, rel=1e-10)
+
+
+def test_the_loss_ssim_and_the_metric_ssim_agree():
+    # one SSIM, two arithmetics: 004's float32 loss and msssim.py's float64 single scale
+    x = torch.rand(3, 2, 16, 16, dtype=torch.float64)
+    y = (x + 0.2 * torch.rand_like(x)).clamp(0, 1)
+    metric = ssim_terms(x, y)[0]
+    assert torch.allclose(ssim(x.float(), y.float()).double(), metric, rtol=1e-5)
 
 
 def test_ms_ssim_is_zero_where_the_reference_raises_a_negative_mean_to_a_power():

@@ -3,7 +3,7 @@
 One module per family: `frechet` (Fréchet distances through clean-fid, feature extraction,
 the real-statistics cache), `inception` (clean-fid's Inception: four feature sizes and the
 Inception score), `perceptual` (LPIPS), `reconstruction` (mse, kl, cosine, recon_variance,
-recon_accuracy), `ssim` (MS-SSIM, diversity), `sharpness` (Laplacian variance, normalised
+recon_accuracy), `diversity` (1 − MS-SSIM, with `pipeline.ssim`), `sharpness` (Laplacian variance, normalised
 Laplacian), `critic` (the independent Wasserstein critic), `manifold` (precision, recall, density,
 coverage). Every function takes its network explicitly, so tests can run each code path with a
 randomly initialised network; only `pipeline.evaluate` decides which real weights are used,
@@ -20,7 +20,8 @@ from pipeline.metrics.perceptual import load_lpips, lpips_distance, lpips_with_b
 from pipeline.metrics.manifold import DC_K, PR_K, PRDC_SAMPLES, prdc
 from pipeline.metrics.reconstruction import cosine, mean_kl, mse, recon_accuracy, recon_variance
 from pipeline.metrics.sharpness import laplace_variance, norm_laplace
-from pipeline.metrics.ssim import diversity, ms_ssim
+from pipeline.ssim import ms_ssim
+from pipeline.metrics.diversity import diversity
 
 __all__ = [
     "CriticSettings", "DC_K", "ImageSource", "InceptionFeatures", "PRDC_SAMPLES", "PR_K", "Stats", "TAPS",
