@@ -14,16 +14,13 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from pipeline import paper_view, results  # noqa: E402
-from pipeline.evaluate import registry  # noqa: E402
-from pipeline.io import atomic_write_json, atomic_write_text  # noqa: E402
-from pipeline.results import summarise  # noqa: E402
+from pipeline import paper_view, results
+from pipeline.evaluate import registry
+from pipeline.io import atomic_write_json, atomic_write_text
+from pipeline.results import summarise
 
 PICTURES = [("samples.png", "samples"), ("reconstructions.png", "test originals / reconstructions (alternating rows)"),
             ("interpolation.png", "latent interpolation"), ("traversals.png", "latent traversals (a row per dim)")]
@@ -180,10 +177,9 @@ def aggregate(files: list[Path], out_dir: str | Path, order: list[str]) -> pd.Da
 # ---------------------------------------------------------------- figures
 
 
-def png_data_uri(fig) -> str:
+def png_data_uri(fig: Figure) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)  # figures set their margins; bbox "tight" would draw each one twice
-    plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
@@ -198,7 +194,8 @@ def bar_charts(df: pd.DataFrame, dataset: str, order: list[str]) -> list[tuple[s
     for metric in sorted(set(stats["metric"]) - set(registry.references().values())):  # test-data values: tables
         s = stats[stats["metric"] == metric].set_index("variant")
         variants = [v for v in ordered_variants(df[df["dataset"] == dataset], order) if v in s.index]
-        fig, ax = plt.subplots(figsize=(3.6, 2.4))
+        fig = Figure(figsize=(3.6, 2.4))
+        ax = fig.subplots()
         ax.bar(range(len(variants)), s.loc[variants, "mean"], yerr=s.loc[variants, "std"].fillna(0), capsize=3,
                color="#4c72b0")
         ax.set_xticks(range(len(variants)), variants, rotation=35, ha="right", fontsize=7)
@@ -256,7 +253,8 @@ def sweep_figure(df: pd.DataFrame, dataset: str, method: str, key: str, variants
     metrics_ = [m for m in SWEEP_METRICS if m in set(stats["metric"])]
     if not metrics_:
         return None
-    fig, axes = plt.subplots(1, len(metrics_), figsize=(3.2 * len(metrics_), 2.6), squeeze=False)
+    fig = Figure(figsize=(3.2 * len(metrics_), 2.6))
+    axes = fig.subplots(1, len(metrics_), squeeze=False)
     for ax, metric in zip(axes[0], metrics_):
         s = stats[stats["metric"] == metric].set_index("variant")
         vs = [v for v in variants if v in s.index]
@@ -388,7 +386,8 @@ def write_curves(curves: dict[tuple[str, str], pd.DataFrame], out_dir: Path) -> 
 
 def curves_figure(frame: pd.DataFrame, title: str) -> str:
     terms = list(frame.columns.drop("iteration"))
-    fig, axes = plt.subplots(1, len(terms), figsize=(2.8 * len(terms), 2.2), squeeze=False)
+    fig = Figure(figsize=(2.8 * len(terms), 2.2))
+    axes = fig.subplots(1, len(terms), squeeze=False)
     for ax, term in zip(axes[0], terms):
         ax.plot(frame["iteration"], frame[term], lw=1)
         ax.set_title(term, fontsize=8)

@@ -23,25 +23,22 @@ import math
 import tempfile
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from scipy.spatial import cKDTree
+from scipy.spatial.distance import cdist
+from scipy.special import logsumexp
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from scipy.spatial import cKDTree  # noqa: E402
-from scipy.spatial.distance import cdist  # noqa: E402
-from scipy.special import logsumexp  # noqa: E402
-
-from pipeline import run  # noqa: E402
-from pipeline.config import Params  # noqa: E402
-from pipeline.data import load_prepared  # noqa: E402
-from pipeline.io import atomic_write, atomic_write_json  # noqa: E402
-from pipeline.methods import Method  # noqa: E402
-from pipeline.methods.avae import AvaeConfig  # noqa: E402
-from pipeline.methods.vae import VaeConfig  # noqa: E402
-from pipeline.schema import to_dict  # noqa: E402
-from pipeline.sections import GridConfig, ModelSpec, Stage2Entry, ToyConfig, TrainConfig  # noqa: E402
+from pipeline import run
+from pipeline.config import Params
+from pipeline.data import load_prepared
+from pipeline.io import atomic_write, atomic_write_json
+from pipeline.methods import Method
+from pipeline.methods.avae import AvaeConfig
+from pipeline.methods.vae import VaeConfig
+from pipeline.schema import to_dict
+from pipeline.sections import GridConfig, ModelSpec, Stage2Entry, ToyConfig, TrainConfig
 
 DATASET = "toy2d"
 MODELS = ("vae", "avae", "avae_xi")  # the VAE, G(z), G(z, ξ)
@@ -234,7 +231,8 @@ def summarise(points: dict[str, dict[str, np.ndarray]], x_train: np.ndarray, x_t
 def plot_fig6(points: dict[str, dict[str, np.ndarray]], x_data: np.ndarray, summary: dict, path: Path) -> Path:
     """AVAE Fig. 6: data points, the VAE manifold (dotted), AVAE's manifold coloured by the
     latent position; top G(z), bottom G(z, ξ)."""
-    fig, axes = plt.subplots(2, 1, figsize=(9, 9), sharex=True, sharey=True, constrained_layout=True)
+    fig = Figure(figsize=(9, 9), constrained_layout=True)
+    axes = fig.subplots(2, 1, sharex=True, sharey=True)
     vae = points["vae"]
     rows = (("avae", "AVAE G(z) (without ξ)"), ("avae_xi", "AVAE G(z, ξ) (with ξ)"))
     for ax, (name, label) in zip(axes, rows):
@@ -257,7 +255,6 @@ def plot_fig6(points: dict[str, dict[str, np.ndarray]], x_data: np.ndarray, summ
     axes[0].set_ylim(-2.6, 2.6)
     fig.suptitle("AVAE §5.1 toy experiment (Fig. 6): 1-D latent, 2-D data")
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
     return Path(path)
 
 

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torchvision.utils import save_image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torchvision.utils import save_image  # noqa: E402
-
-from pipeline.evaluate.cell import Cell  # noqa: E402
-from pipeline.io import atomic_write  # noqa: E402
+from pipeline.evaluate.cell import Cell
+from pipeline.io import atomic_write
 
 
 class Pictures:
@@ -81,11 +78,10 @@ class Pictures:
     def scatter(self) -> Path:
         fake = self.cell.samples[:2000].numpy()
         real = np.asarray(self.cell.data.x("test"))[:2000]
-        fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
+        fig = Figure(figsize=(5, 4), dpi=100)
+        ax = fig.subplots()
         ax.scatter(real[:, 0], real[:, 1], s=2, alpha=0.3, label="data")
         ax.scatter(fake[:, 0], fake[:, 1], s=2, alpha=0.3, label="samples")
         ax.legend(markerscale=5)
         fig.tight_layout()
-        path = atomic_write(self.out_dir / "samples.png", lambda p: fig.savefig(p, format="png"))
-        plt.close(fig)
-        return path
+        return atomic_write(self.out_dir / "samples.png", lambda p: fig.savefig(p, format="png"))
