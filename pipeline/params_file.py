@@ -45,9 +45,17 @@ def stage_count(params: Params) -> int:
 
 
 def describe(params: Params, path: Path | str) -> str:
+    """One line: the grid's size and stage count; and a note naming the models defined under
+    `models:` that no grid list names (valid, but nothing trains them)."""
     g = params.grid
-    return (f"{path}: ok ({len(g.datasets)} datasets x {len(g.seeds)} seeds x {len(g.evaluate)} models; "
+    text = (f"{path}: ok ({len(g.datasets)} datasets x {len(g.seeds)} seeds x {len(g.evaluate)} models; "
             f"{stage_count(params)} stages)")
+    idle = [name for name in params.models if name not in g.models]
+    if idle:
+        text += (f"\nnote: {', '.join(idle)} {'is' if len(idle) == 1 else 'are'} defined under models: but in no "
+                 "grid list (grid.pretrain, baselines, stage2, evaluate): nothing trains or evaluates "
+                 f"{'it' if len(idle) == 1 else 'them'}")
+    return text
 
 
 def _edited(target: Path) -> bool:

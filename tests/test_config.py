@@ -129,6 +129,23 @@ def test_cli_check_reports_bad_key(tmp_path, capsys):
     assert "evaluate.n_sample" in capsys.readouterr().err
 
 
+def test_cli_check_notes_a_model_in_no_grid_list(tmp_path, capsys):
+    from pipeline.cli import main
+
+    raw = tiny_params()
+    raw["models"]["wgan"] = {"method": "wgan_gp"}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["--params", str(path), "check", "--prepared", str(tmp_path / "prepared")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == ("note: wgan is defined under models: but in no grid list (grid.pretrain, baselines, "
+                        "stage2, evaluate): nothing trains or evaluates it")
+    raw["grid"]["baselines"].append("wgan")
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["--params", str(path), "check", "--prepared", str(tmp_path / "prepared")]) == 0
+    assert "note:" not in capsys.readouterr().out
+
+
 def test_yaml_scientific_notation_is_a_number():
     raw = tiny_params()
     raw["models"]["gan"]["lr"] = "2e-4"
