@@ -55,8 +55,10 @@ def test_a_method_without_examples_fails_the_contract():
         def decode(self, z):
             return z
 
-    quiet = type("Quiet", (Bare,), {"examples": {"plain": Example()}})
-    assert missing_declarations({"bare": Bare, "quiet": quiet}) == [
+    class Quiet(Bare):
+        examples = {"plain": Example()}
+
+    assert missing_declarations({"bare": Bare, "quiet": Quiet}) == [
         "method 'bare' declares no example: give its class `examples = {<name>: Example(...)}` "
         "(README, Adding a method)",
         "method 'quiet': none of its examples carries a learning check (Example(learning=...))"]

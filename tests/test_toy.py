@@ -69,7 +69,7 @@ def test_dvc_stage_calls_the_cli_with_its_declared_outputs():
     outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]]
     metrics = [next(iter(o)) for o in stage["metrics"]]
     assert [str(args.models), str(args.figure)] == outs and [str(args.summary)] == metrics
-    assert str(args.data) in stage["deps"] and stage["params"] == ["toy"]
+    assert str(args.data) in stage["deps"] and stage["params"] == ["toy", "networks.width"]
 
 
 def test_branch_of_and_branch_figures_on_hand_values():
