@@ -142,7 +142,7 @@ def test_check_names_the_metrics_a_dataset_cannot_have_before_it_is_prepared(fla
     assert labelled_lines[0] == f"  labelled: image data, 2 classes (from its raw folder {labelled})"
     assert not any("fd_classifier" in line for line in labelled_lines)
     toy = section(out, "toy2d")
-    assert toy[0] == "  toy2d: vector data" and toy[1].startswith("    not computed: cosine, lpips, ")
+    assert toy[0] == "  toy2d: vector data" and toy[1].startswith("    not computed: lpips, cosine, ")
     assert toy[1].endswith("-- vector data: image metrics have no column") and len(toy) == 2
 
 
