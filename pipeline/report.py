@@ -194,13 +194,17 @@ def bar_charts(df: pd.DataFrame, dataset: str, order: list[str]) -> list[tuple[s
     for metric in sorted(set(stats["metric"]) - set(registry.references().values())):  # test-data values: tables
         s = stats[stats["metric"] == metric].set_index("variant")
         variants = [v for v in ordered_variants(df[df["dataset"] == dataset], order) if v in s.index]
-        fig = Figure(figsize=(3.6, 2.4))
+        height = 0.7 + 0.16 * len(variants)  # inches: a row per model, fixed room for title and axis
+        fig = Figure(figsize=(3.6, height))
         ax = fig.subplots()
-        ax.bar(range(len(variants)), s.loc[variants, "mean"], yerr=s.loc[variants, "std"].fillna(0), capsize=3,
-               color="#4c72b0")
-        ax.set_xticks(range(len(variants)), variants, rotation=35, ha="right", fontsize=7)
+        ax.barh(range(len(variants)), s.loc[variants, "mean"], xerr=s.loc[variants, "std"].fillna(0), capsize=2,
+                color="#4c72b0")
+        ax.set_yticks(range(len(variants)), variants, fontsize=7)
+        ax.invert_yaxis()  # the table's row order, top to bottom
         ax.set_title(metric + arrow(metric), fontsize=9)
-        ax.tick_params(axis="y", labelsize=7)
+        ax.tick_params(axis="x", labelsize=7)
+        # fixed margins (tight_layout would draw the figure again): 1.1 in for the model names
+        fig.subplots_adjust(left=1.1 / 3.6, right=0.96, bottom=0.35 / height, top=1 - 0.3 / height)
         out.append((metric, png_data_uri(fig)))
     return out
 

@@ -244,7 +244,7 @@ def plot_fig6(points: dict[str, dict[str, np.ndarray]], x_data: np.ndarray, summ
         ax.plot(vae["sweep"][:, 0], vae["sweep"][:, 1], ":", c="k", lw=2, label="VAE decoder D(z)")
         s, v = summary[name], summary["vae"]
         ax.set_title(f"{label}: {s['recon']['in_data_hdr50']:.0%} of test reconstructions in the data's 50 % "
-                     f"highest-density region (VAE {v['recon']['in_data_hdr50']:.0%}); for a fixed z, "
+                     f"highest-density region (VAE {v['recon']['in_data_hdr50']:.0%});\nfor a fixed z, "
                      f"{s['branches']['branch_balance']:.0%} of outputs on its less used branch", fontsize=9)
         ax.legend(loc="lower left", fontsize=8, markerscale=3)
         ax.set_ylabel("x2")
