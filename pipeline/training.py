@@ -265,6 +265,8 @@ class Trainer:
         set_rng_state(state["rng"], self.method.device)
         self.iteration, self.rows, self.wall_time = state["iteration"], state["rows"], state["wall_time"]
         self.sums, self.count, self.first_nonfinite = state["sums"], state["count"], state["first_nonfinite"]
+        # the log as of the checkpoint: `dvc repro` removes a stage's outputs before it reruns it
+        atomic_write_text(self.log_path, rows_to_csv(self.rows))
         print(f"[{self.desc}] resuming from iteration {self.iteration} ({self.checkpoints.folder})")
         return True
 

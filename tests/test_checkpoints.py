@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -69,6 +70,19 @@ def test_a_damaged_newest_checkpoint_is_skipped_and_the_run_still_matches(damage
     assert "resuming from iteration 20" in capsys.readouterr().out
     assert_same_weights(tmp_path / "straight", tmp_path / "resumed")
     assert (tmp_path / "straight" / "train_log.csv").read_text() == (tmp_path / "resumed" / "train_log.csv").read_text()
+
+
+@pytest.mark.parametrize("killed_at", [None, 35])
+def test_a_rerun_after_its_outputs_were_removed_writes_them_all_again(killed_at, toy_prepared, tmp_path):
+    """`dvc repro` deletes a stage's outputs before it reruns it; the checkpoints stay (persist)."""
+    params, data = cfg(), tmp_path / "toy2d"
+    train_cell(params, "toy2d", "vae", 0, data, tmp_path / "straight", tmp_path / "ck_straight")
+    train_cell(params, "toy2d", "vae", 0, data, tmp_path / "rerun", tmp_path / "ck", stop_at=killed_at)
+    shutil.rmtree(tmp_path / "rerun")
+    train_cell(params, "toy2d", "vae", 0, data, tmp_path / "rerun", tmp_path / "ck")
+    assert files(tmp_path / "rerun") == files(tmp_path / "straight")
+    assert_same_weights(tmp_path / "straight", tmp_path / "rerun")
+    assert (tmp_path / "straight" / "train_log.csv").read_text() == (tmp_path / "rerun" / "train_log.csv").read_text()
 
 
 class _Payload:
