@@ -1,5 +1,5 @@
 # Two commands on a fresh Debian machine:
-#   make repro   set up (.venv, project, Fashion-MNIST) and run the whole DVC pipeline
+#   make repro   set up (.venv, project, Fashion-MNIST) and run the whole DVC pipeline (through the grid flow)
 #   make test    set up and run the test suite
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -43,7 +43,10 @@ dataset:
 
 repro: setup
 	@[ -d .dvc ] || { echo "no .dvc folder: run from a clone of the repository"; exit 1; }
-	$(BIN)/dvc repro
+	@# the stages of dvc.yaml through the grid flow: orchestration.cpu_slots at once, one
+	@# `dvc commit` at the end; `dvc status` must then be clean (`dvc repro` re-runs the same stages)
+	$(BIN)/python -m pipeline grid
+	@$(BIN)/dvc status --quiet || { echo "dvc status is not clean after the grid:"; $(BIN)/dvc status; exit 1; }
 	@echo "== done: metrics/table.md, metrics/results.parquet, evals/<dataset>/<model>/seed<k>/*.png"
 
 test: setup

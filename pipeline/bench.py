@@ -33,11 +33,9 @@ from pipeline.datainfo import DataInfo
 from pipeline.export import export_vae, load_vae_export
 from pipeline.methods import REGISTRY, build_method
 from pipeline.sections import ModelSpec
-from pipeline.training import Trainer, resolve_device
+from pipeline.machine import describe_cpu, peak_flops
+from pipeline.training import Trainer, resolve_device, resolve_speed_options
 
-# dense bf16 / fp32 tensor-core peaks in FLOP/s (vendor data sheets, SXM parts)
-DEVICE_PEAK = {"H100": (989e12, 67e12), "H200": (989e12, 67e12), "A100": (312e12, 19.5e12),
-               "L40S": (362e12, 91.6e12), "RTX 4090": (165e12, 82.6e12)}
 # AVAE Table 1: 7 rows x 5 datasets x 5 seeds x 5e4 iterations, FID on 50,000 samples
 
 ALL_OFF = {"channels_last": False, "autocast": "off", "fused_optimizer": False, "compile": False}
@@ -87,16 +85,6 @@ def build(model: str, params: Params, info: DataInfo, device: torch.device):
     spec = bench_spec(params, model)
     vae = synthetic_export(model, params, info, device) if REGISTRY[spec.method].needs_vae else None
     return build_method(spec, info, params.networks, vae).to(device)
-
-
-def peak_of(device: torch.device, autocast: str) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    for key, (bf16, fp32) in DEVICE_PEAK.items():
-        if key in name:
-            return bf16 if autocast == "bf16" else fp32
-    return None
 
 
 def sync(device: torch.device) -> None:
@@ -295,16 +283,17 @@ def each_table(rows: list[dict]) -> str:
 
 
 def table(rows: list[dict], speed: dict, device: torch.device) -> str:
-    peak = peak_of(device, speed.get("autocast", "off"))
-    lines = [f"speed options: {speed}", "",
-             "| model | px | plain it/s | fast it/s | ratio | GFLOP/it | % of peak | peak mem (GB) | gen img/s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    peak, fp32_peak = peak_flops(device, speed.get("autocast", "off")), peak_flops(device, "off")
+    lines = [f"speed options: {speed}", *([describe_cpu()] if device.type == "cpu" else []), "",
+             "| model | px | plain it/s | fast it/s | ratio | GFLOP/it | plain % of fp32 peak | fast % of its peak "
+             "| peak mem (GB) | gen img/s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         fast, plain = r["fast"], r["plain"]
         pct = f"{100 * fast['flops'] * fast['it_s'] / peak:.1f}" if peak else "n/a"
+        plain_pct = f"{100 * plain['flops'] * plain['it_s'] / fp32_peak:.1f}" if fp32_peak else "n/a"
         mem = f"{fast['peak_bytes'] / 1e9:.2f}" if fast["peak_bytes"] else "n/a"
         lines.append(f"| {r['model']} | {r['resolution']} | {plain['it_s']:.1f} | {fast['it_s']:.1f} | "
-                     f"{fast['it_s'] / plain['it_s']:.2f} | {fast['flops'] / 1e9:.2f} | {pct} | {mem} | "
+                     f"{fast['it_s'] / plain['it_s']:.2f} | {fast['flops'] / 1e9:.2f} | {plain_pct} | {pct} | {mem} | "
                      f"{r['gen_img_s']:.0f} |")
     return "\n".join(lines)
 
@@ -315,7 +304,8 @@ def main(params: Params, params_path: str, models: list[str] | None, resolution:
     models = models or [m for m in params.grid.models if m in params.models]
     device = resolve_device(params.train.device)
     fields = ALL_OFF.keys()
-    speed = dict(ALL_ON_GPU) if all_on else {k: getattr(params.train, k) for k in fields}
+    resolved = resolve_speed_options(params.train, device)  # `auto` made concrete for this device
+    speed = dict(ALL_ON_GPU) if all_on else {k: getattr(resolved, k) for k in fields}
     rows = bench(params, models, resolution, channels, steps, warmup, speed, plain_only, each)
     if as_json:
         print(json.dumps(rows))

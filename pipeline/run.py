@@ -28,7 +28,8 @@ from pipeline.io import atomic_savez, atomic_torch_save, atomic_write_json, safe
 from pipeline.methods import REGISTRY, Method, build_method
 from pipeline.schema import from_dict, stable_hash, to_dict
 from pipeline.sections import ModelSpec, NetworkConfig
-from pipeline.training import Trainer, resolve_device
+from pipeline.machine import cpu_name
+from pipeline.training import Trainer, resolve_device, resolve_speed_options
 
 MODEL_FORMAT = "model/1"
 
@@ -74,10 +75,10 @@ def train_cell(params: Params, dataset: str, model: str, seed: int, data_dir: Pa
     desc = f"train {model}/{dataset}/seed{seed}"
     with stage_timer(desc):
         check_grid(params)
-        cfg = spec.train
+        device = resolve_device(spec.train.device)
+        cfg = resolve_speed_options(spec.train, device)  # run_hash and run.json record what ran
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        device = resolve_device(cfg.device)
         torch.manual_seed(seed)
         data = load_prepared(data_dir)
         vae = None
@@ -109,7 +110,8 @@ def train_cell(params: Params, dataset: str, model: str, seed: int, data_dir: Pa
         atomic_write_json(out_dir / "run.json", {
             "dataset": dataset, "model": model, "method": spec.method, "seed": seed, "run_hash": run_hash,
             "config": to_dict(spec.config), "train": to_dict(cfg), "networks": to_dict(params.networks),
-            "device": str(device), "wall_time_s": round(trainer.wall_time, 2),
+            "device": str(device), "cpu": cpu_name() if device.type == "cpu" else None,
+            "threads": torch.get_num_threads(), "wall_time_s": round(trainer.wall_time, 2),
             "iterations_per_s": round(trainer.iteration / max(trainer.wall_time, 1e-9), 2),
             "final_losses": rows[-1] if rows else {}, "git_rev": results.git_revision()})
         return method

@@ -22,7 +22,8 @@ class TrainConfig:
     log_every: iterations between rows of train_log.csv; checkpoint_every: iterations between
     resumable checkpoints; device: auto | cpu | cuda | cuda:N; threads: CPU threads (0 = all);
     lr_decay_to: final learning rate as a fraction of the initial one (exponential decay);
-    channels_last, autocast, fused_optimizer, compile: speed options (see training.py);
+    channels_last, autocast, fused_optimizer, compile: speed options (see training.py; `auto`:
+    on where the device computes bf16 natively, recorded resolved in run.json);
     keep_checkpoints: checkpoints kept; deterministic: deterministic kernels only.
     """
 
@@ -34,8 +35,8 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads on CPU; 0 = every core
     lr_decay_to: float = 1.0  # 1.0 = constant lr; AVAE authors' code decays to 0.02
     # speed options: each is checked against the plain loop by tests/test_speed.py
-    channels_last: bool = False  # NHWC memory format for the conv nets and image batches
-    autocast: Literal["off", "bf16"] = "off"  # bf16 autocast of network forwards; losses stay fp32
+    channels_last: bool | Literal["auto"] = False  # NHWC memory format for the conv nets and image batches
+    autocast: Literal["off", "bf16", "auto"] = "off"  # bf16 autocast of network forwards; losses stay fp32
     fused_optimizer: bool = False  # Adam with foreach (CPU) / fused (CUDA) kernels
     compile: bool = False  # torch.compile every network (worth it for long GPU runs only)
     keep_checkpoints: int = 2  # newest checkpoints kept in the checkpoint folder

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import hashlib
 import os
@@ -31,6 +32,7 @@ from tqdm import tqdm
 
 from pipeline.data import BatchSampler
 from pipeline.io import atomic_write, atomic_write_text, safe_torch_load
+from pipeline.machine import native_bf16
 from pipeline.methods import Method
 from pipeline.sections import TrainConfig
 
@@ -184,6 +186,15 @@ def _float_outputs(module: nn.Module, inputs, output):
     return output
 
 
+def resolve_speed_options(cfg: TrainConfig, device: torch.device) -> TrainConfig:
+    """`cfg` with `auto` speed options made concrete for `device`: bf16 autocast and channels_last
+    where it computes bf16 natively, fp32 and NCHW elsewhere."""
+    native = native_bf16(device)
+    return dataclasses.replace(
+        cfg, autocast=("bf16" if native else "off") if cfg.autocast == "auto" else cfg.autocast,
+        channels_last=native if cfg.channels_last == "auto" else cfg.channels_last)
+
+
 def apply_speed_options(method: nn.Module, cfg: TrainConfig):
     """Apply channels_last / autocast / compile to `method`; returns the autocast context factory."""
     device = method.device
@@ -210,6 +221,7 @@ class Trainer:
 
     def __init__(self, method: Method, sampler: BatchSampler, cfg: TrainConfig, checkpoint_dir: Path,
                  log_path: Path, run_hash: str, desc: str = "train"):
+        cfg = resolve_speed_options(cfg, method.device)
         self.method, self.sampler, self.cfg = method, sampler, cfg
         self.checkpoints = CheckpointStore(checkpoint_dir, cfg.keep_checkpoints)
         self.log_path, self.run_hash, self.desc = Path(log_path), run_hash, desc

@@ -44,3 +44,34 @@ def test_stage_in_process_on_cpu(tmp_path):
     with pytest.raises(StageFailed, match="status 2.*no_such_data"):
         execute_stage(call_of(bad, "prepare@x"), str(tmp_path), pool, True, lines.append)
     assert Path.cwd() != tmp_path and sys.argv[0] != "stages.prepare"  # the process is as it was
+
+
+def test_several_cpu_slots_run_stages_in_long_lived_workers_with_a_share_of_the_cores(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.execute import slot_threads
+
+    (tmp_path / "show.py").write_text("import os, sys, torch\n"
+                                      "print('pid', os.getpid(), 'threads', torch.get_num_threads())\n"
+                                      "if sys.argv[1:] == ['fail']: sys.exit(3)\n"
+                                      "if sys.argv[1:] == ['die']: os._exit(9)\n")
+    pool = DevicePool([None, None])
+    lines: list[str] = []
+
+    def run(i: int, *args: str) -> dict:
+        return execute_stage(call_of(["python", "-m", "show", *args], f"train@d-m-{i}"), str(tmp_path), pool, True,
+                             lines.append)
+
+    with ThreadPoolExecutor(2) as threads:
+        assert [r["status"] for r in threads.map(run, range(4))] == ["done"] * 4
+    shown = [line.split("| ")[1].split() for line in lines if "| pid" in line]
+    pids = {int(s[1]) for s in shown}
+    assert len(pids) <= 2 and {int(s[3]) for s in shown} == {slot_threads(2)}  # two workers at most, reused
+    assert any("stage worker" in line for line in lines)
+    with pytest.raises(StageFailed, match="status 3"):
+        run(5, "fail")
+    with pytest.raises(StageFailed, match="status 9.*died"):
+        run(6, "die")
+    lines.clear()
+    assert run(7)["status"] == "done"  # a dead worker is replaced
+    assert int(next(line for line in lines if "| pid" in line).split("| ")[1].split()[1]) > 0
