@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import heapq
+import itertools
 import os
-import queue
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -37,27 +39,38 @@ def slot_devices(cfg: OrchestrationConfig) -> list[str | None]:
 
 class DevicePool:
     """Slots for the concurrent tasks of one process: one per GPU id (the task's
-    CUDA_VISIBLE_DEVICES), or `cpu_slots` slots without a GPU (None: no GPU setting of ours)."""
+    CUDA_VISIBLE_DEVICES), or `cpu_slots` slots without a GPU (None: no GPU setting of ours).
+    A slot that frees goes to the waiting task of highest priority (then the longest waiting)."""
 
     def __init__(self, devices: list[str | None]):
         require(len(devices) >= 1, "orchestration.devices", "leaves no device to run on")
         self.devices = list(devices)
-        self._free: queue.Queue = queue.Queue()
-        for d in self.devices:
-            self._free.put(d)
+        self._free = list(self.devices)
+        self._waiting: list[tuple[float, int]] = []  # heap of (-priority, arrival)
+        self._arrivals = itertools.count()
+        self._changed = threading.Condition()
 
     @classmethod
     def detect(cls, cfg: OrchestrationConfig) -> "DevicePool":
         return cls(slot_devices(cfg))
 
     @contextlib.contextmanager
-    def acquire(self) -> Iterator[str | None]:
-        """Block until a slot is free; yield its GPU id (None on a CPU slot)."""
-        device = self._free.get()
+    def acquire(self, priority: float = 0.0) -> Iterator[str | None]:
+        """Block until a slot is free and no waiting task has a higher priority (or the same
+        and came earlier); yield its GPU id (None on a CPU slot)."""
+        ticket = (-priority, next(self._arrivals))
+        with self._changed:
+            heapq.heappush(self._waiting, ticket)
+            self._changed.wait_for(lambda: self._free and self._waiting[0] == ticket)
+            heapq.heappop(self._waiting)
+            device = self._free.pop(0)
+            self._changed.notify_all()
         try:
             yield device
         finally:
-            self._free.put(device)
+            with self._changed:
+                self._free.append(device)
+                self._changed.notify_all()
 
 
 class HostSlots:
@@ -73,8 +86,9 @@ class HostSlots:
         return cls(slot_devices(cfg), folder)
 
     @contextlib.contextmanager
-    def acquire(self) -> Iterator[str | None]:
-        """Block until a slot is free on this host; yield its GPU id (None on a CPU slot)."""
+    def acquire(self, priority: float = 0.0) -> Iterator[str | None]:
+        """Block until a slot is free on this host; yield its GPU id (None on a CPU slot).
+        `priority` is not used here: the processes of a host take free slots as they come."""
         self.folder.mkdir(parents=True, exist_ok=True)
         while True:
             for i, device in enumerate(self.devices):

@@ -106,8 +106,10 @@ EXIT_MARK = "\x00stage exit status "  # a stage worker's last line for each stag
 
 
 def slot_threads(slots: int) -> int:
-    """CPU threads for each of `slots` concurrent CPU stages: an equal share of the cores."""
-    return max(1, (os.cpu_count() or 1) // slots)
+    """CPU threads for each of `slots` concurrent CPU stages: an equal share of the cores this
+    process may run on."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // slots)
 
 
 class StageWorker:
@@ -182,7 +184,7 @@ def execute_stage(call: StageCall, root: str, devices, inline_on_cpu: bool, log:
     if call.up_to_date:
         log(f"{call.label}: up to date ({call.name}), skipped")
         return {"stage": call.name, "label": call.label, "status": "skipped", "time_s": 0.0, "device": ""}
-    with devices.acquire() as device:
+    with devices.acquire(call.priority) as device:
         slots = len(devices.devices)
         inline = device is None and inline_on_cpu and slots == 1
         pooled = device is None and inline_on_cpu and slots > 1

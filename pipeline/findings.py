@@ -9,12 +9,13 @@ so "holds, significant" means every step is more than seed noise.
 
 Model names are the params' model names; the metric names are summary.json's. Papers: 001 AVAE,
 002 α-GAN, 003 LSR-GAN, 004 AVAE-S (../shared/seeds/). In 004, "AVAE" is the adversarially
-fine-tuned VAE, our `avae_finetune`; in 001 "AVAE" is each of `avae_xi_a`, `avae_a`, `avae_b`.
+fine-tuned VAE, our `avae_finetune`, and "VAE" the MSE VAE it fine-tunes, our `vae_mse` (`avae` and
+`vae` in params/avae_s.yaml); in 001 "AVAE" is each of `avae_xi_a`, `avae_a`, `avae_b`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from pipeline.significance import TOO_FEW, Q, Stats, bh_significant, format_p, welch_p
 
@@ -23,6 +24,9 @@ LEGEND = (f"'significant': every step of a holding ordering (or a reversed step 
           f"Welch's t-test after Benjamini–Hochberg at q = {Q:g} over all steps; '{TOO_FEW}': fewer than "
           "2 seeds on a side.")
 AVAE_001 = ("avae_xi_a", "avae_a", "avae_b")  # AVAE T1: with ξ + L_Z^a, without ξ + L_Z^a, without ξ + L_Z^b
+# 004's "VAE" (MSE + KL, the model its AVAE fine-tunes) and "AVAE": vae_mse / avae_finetune in the
+# default params.yaml (where `vae` is 001's VAE), vae / avae in params/avae_s.yaml
+AS_004 = {"vae_mse": ("vae",), "avae_finetune": ("avae",)}
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,8 @@ class Finding:
     higher_is_better (the metric's direction); order (tiers of models, best first: every model
     of a tier beats every model of the next); also (more metrics checked for the same ordering:
     the paper's other rows, or our stand-in where the paper's metric needs weights a run may
-    lack); note (how the paper's claim maps onto our metric, where it is not direct).
+    lack); note (how the paper's claim maps onto our metric, where it is not direct); aliases
+    (other names a grid may give a model of `order`, used when the grid lacks the name itself).
     """
 
     id: str
@@ -45,10 +50,18 @@ class Finding:
     order: tuple[tuple[str, ...], ...]
     also: tuple[str, ...] = ()
     note: str = ""
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def models(self) -> tuple[str, ...]:
         return tuple(m for tier in self.order for m in tier)
+
+    def on(self, models: dict) -> "Finding":
+        """This finding with each model named as the grid `models` names it: the model's own
+        name when the grid holds it, else the first of its aliases the grid holds."""
+        def named(m: str) -> str:
+            return next((n for n in (m, *self.aliases.get(m, ())) if n in models), m)
+        return replace(self, order=tuple(tuple(named(m) for m in tier) for tier in self.order))
 
     def claim(self, metric: str | None = None) -> str:
         """'mse: vae < {avae_xi_a, avae_a, avae_b} < vae_gan < bigan' (values ascending)."""
@@ -94,8 +107,8 @@ FINDINGS: tuple[Finding, ...] = (
             "FID - final average pooling (d=2048): VAE 45.4467, AVAE 44.3741, VAE-S 40.3900, AVAE-S 38.4775; "
             "first max pooling (d=64): 0.6911 / 0.6370 / 0.5650 / 0.5224; second max pooling (d=192): "
             "11.2447 / 10.1863 / 8.9121 / 8.2571 (CelebA)",
-            "fid", False, (("avae_s",), ("vae_s",), ("avae_finetune",), ("vae",)),
-            also=("fid_64", "fid_192", "fd_classifier"),
+            "fid", False, (("avae_s",), ("vae_s",), ("avae_finetune",), ("vae_mse",)),
+            also=("fid_64", "fid_192", "fd_classifier"), aliases=AS_004,
             note="VAE-S beats the VAE and AVAE-S beats AVAE, and the whole chain holds at d = 2048, 64 and 192; "
                  "not at d = 768 (pre-aux classifier: 1.0433 / 1.0433 / 1.0367 / 1.0521), left out. "
                  "fd_classifier: stand-in when the Inception weights are absent"),
@@ -103,16 +116,17 @@ FINDINGS: tuple[Finding, ...] = (
             "Sharpness (Laplace): Ground Truth 0.112015, VAE 0.026969, AVAE 0.031597, VAE-S 0.038958, "
             "AVAE-S 0.045204; 'Table III shows the average evaluation metrics of different models on the "
             "reconstructions of the validation set'",
-            "sharpness_laplace_recon", True, (("avae_s",), ("vae_s",), ("avae_finetune",), ("vae",)),
+            "sharpness_laplace_recon", True, (("avae_s",), ("vae_s",), ("avae_finetune",), ("vae_mse",)),
+            aliases=AS_004,
             note="Table II repeats these values (0.0269 ± 0.0091 ... 0.0452 ± 0.0125) under a caption that "
                  "says samples; §III's text says reconstructions, so they are checked on reconstructions"),
     Finding("avae-s-mse", "AVAE-S (004) Table III",
             "Mean Squared Error: VAE 0.010207, AVAE 0.009804, VAE-S 0.009412, AVAE-S 0.009189 (CelebA "
             "validation reconstructions)",
-            "mse", False, (("avae_s",), ("vae_s",), ("avae_finetune",), ("vae",))),
+            "mse", False, (("avae_s",), ("vae_s",), ("avae_finetune",), ("vae_mse",)), aliases=AS_004),
     Finding("avae-s-cosine", "AVAE-S (004) Table III",
             "Cosine similarity: VAE 0.978226, AVAE 0.978675, VAE-S 0.979577, AVAE-S 0.980018",
-            "cosine", True, (("avae_s",), ("vae_s",), ("avae_finetune",), ("vae",))),
+            "cosine", True, (("avae_s",), ("vae_s",), ("avae_finetune",), ("vae_mse",)), aliases=AS_004),
     Finding("alpha-gan-critic", "α-GAN (002) §6, Fig. 2",
             "ColorMNIST: WGAN-GP produces the samples rated best by this metric; CelebA: the WGAN-GP model, "
             "which produces the best results; CIFAR-10: independent critic, shown in Figure 2(c), where "
@@ -213,7 +227,7 @@ def check(summary: dict, findings: tuple[Finding, ...] = FINDINGS, q: float = Q)
     the finding's metric when none is present."""
     results = []
     for dataset, models in sorted(summary.items()):
-        for finding in findings:
+        for finding in (f.on(models) for f in findings):
             if not any(m in models for m in finding.models):
                 continue
             present = [m for m in (finding.metric, *finding.also)

@@ -27,7 +27,9 @@ class StageCall:
     name: DVC address (`train@fashion_mnist-cell0-0`); stage: its dvc.yaml stage (`train`);
     argv: its command from dvc.yaml; upstream: addresses of the stages it depends on;
     dataset / model / seed: the cell it belongs to, read from the command's positional
-    arguments (None where the stage has none); up_to_date: DVC reports it unchanged.
+    arguments (None where the stage has none); up_to_date: DVC reports it unchanged;
+    priority: the stages of the plan downstream of it (a free slot goes to the waiting stage
+    with the most, so the stages that hold up others run first).
     """
 
     name: str
@@ -38,6 +40,7 @@ class StageCall:
     model: str | None
     seed: int | None
     up_to_date: bool
+    priority: int = 0
 
     @property
     def label(self) -> str:
@@ -120,7 +123,17 @@ def plan_grid(root: str | Path, params: Params, datasets: list[str] | None = Non
             if stage.name in needed:
                 fresh = stage.name not in changed or (stage.name in (available or ()) and record_current(graph, stage))
                 calls.append(stage_call(graph, stage, fresh, needed))
-    return upstream_freshness(calls)
+    return with_priorities(upstream_freshness(calls))
+
+
+def with_priorities(calls: list[StageCall]) -> list[StageCall]:
+    """Each stage's priority: how many stages of `calls` are downstream of it."""
+    downstream: dict[str, set[str]] = {c.name: set() for c in calls}
+    for call in reversed(calls):  # downstream first
+        for up in call.upstream:
+            if up in downstream:
+                downstream[up] |= {call.name} | downstream[call.name]
+    return [replace(c, priority=len(downstream[c.name])) for c in calls]
 
 
 def changed_here(repo, root: str | Path, names) -> set[str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import functools
 import io
 import hashlib
 import os
@@ -176,14 +177,24 @@ def network_modules(method: nn.Module) -> list[nn.Module]:
     return found
 
 
-def _float_outputs(module: nn.Module, inputs, output):
-    """Forward hook: network outputs leave bf16 autocast as fp32 (losses, log-densities and
-    critic logits are computed in fp32)."""
+def _float(output):
+    """Network outputs as fp32 (losses, log-densities and critic logits are computed in fp32)."""
     if isinstance(output, torch.Tensor):
         return output.float()
     if isinstance(output, tuple):
         return tuple(o.float() if isinstance(o, torch.Tensor) else o for o in output)
     return output
+
+
+def bf16_forward(forward, device_type: str):
+    """`forward` run under bf16 autocast, its outputs returned as fp32: only the networks compute
+    in bf16, never the loss code between them (SSIM, Sobel, Gabor and TC terms stay fp32)."""
+    @functools.wraps(forward)
+    def run(*args, **kwargs):
+        with torch.autocast(device_type, dtype=torch.bfloat16):
+            output = forward(*args, **kwargs)
+        return _float(output)
+    return run
 
 
 def resolve_speed_options(cfg: TrainConfig, device: torch.device) -> TrainConfig:
@@ -195,21 +206,18 @@ def resolve_speed_options(cfg: TrainConfig, device: torch.device) -> TrainConfig
         channels_last=native if cfg.channels_last == "auto" else cfg.channels_last)
 
 
-def apply_speed_options(method: nn.Module, cfg: TrainConfig):
-    """Apply channels_last / autocast / compile to `method`; returns the autocast context factory."""
+def apply_speed_options(method: nn.Module, cfg: TrainConfig) -> None:
+    """Apply channels_last / bf16 autocast (each network's forward) / compile to `method`."""
     device = method.device
     if cfg.channels_last:
         method.to(memory_format=torch.channels_last)
     networks = network_modules(method)
     if cfg.autocast == "bf16":
         for net in networks:
-            net.register_forward_hook(_float_outputs)
+            net.forward = bf16_forward(net.forward, device.type)
     if cfg.compile:
         for net in networks:
             net.compile()
-    if cfg.autocast == "bf16":
-        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext
 
 
 class Trainer:
@@ -232,7 +240,7 @@ class Trainer:
         self.optimizers = [torch.optim.Adam(params, lr=p.lr, betas=p.betas, **fused_kwargs(cfg, method.device))
                            for p, params in zip(self.phases, self.phase_params)]
         self.schedulers = [torch.optim.lr_scheduler.ExponentialLR(o, gamma) for o in self.optimizers]
-        self.autocast = apply_speed_options(method, cfg)
+        apply_speed_options(method, cfg)
         self.iteration = 0
         self.rows: list[dict] = []
         self.wall_time = 0.0
@@ -313,8 +321,7 @@ class Trainer:
                 batch = self.sampler.next()
                 if self.cfg.channels_last and batch.ndim == 4:
                     batch = batch.contiguous(memory_format=torch.channels_last)
-                with self.autocast():
-                    terms = phase.loss(batch)
+                terms = phase.loss(batch)
                 # a method may gate an update on the batch (AVAE-S: D only while its accuracy < 0.7)
                 if "gate" not in terms or bool(terms["gate"]):
                     optimizer.zero_grad(set_to_none=True)

@@ -103,3 +103,32 @@ def test_host_slots_are_shared_by_processes_and_freed_when_one_dies(tmp_path):
         for h in holders:
             h.kill()
             h.wait()
+
+
+def test_a_freed_slot_goes_to_the_waiting_task_of_highest_priority():
+    pool = DevicePool([None])
+    order: list[str] = []
+    release = threading.Event()
+
+    def holder():
+        with pool.acquire():
+            release.wait(timeout=30)
+
+    def waiter(name: str, priority: float):
+        with pool.acquire(priority):
+            order.append(name)
+
+    first = threading.Thread(target=holder)
+    first.start()
+    while not pool._waiting and pool._free:  # the holder has the slot
+        time.sleep(0.01)
+    waiters = []
+    for name, priority in [("low", 1), ("high", 5), ("mid", 3), ("high-later", 5)]:
+        waiters.append(threading.Thread(target=waiter, args=(name, priority)))
+        waiters[-1].start()
+        while len(pool._waiting) < len(waiters):
+            time.sleep(0.01)
+    release.set()
+    for t in [first, *waiters]:
+        t.join(timeout=30)
+    assert order == ["high", "high-later", "mid", "low"]

@@ -114,3 +114,15 @@ def test_changed_and_markdown():
     assert findings.render_changes(head, head).startswith("No ordering changed (at head 0 hold, 1 fail")
     table = findings.render_markdown(head)
     assert "alpha_gan 0.04 vs age 0.03 ✗ (p " in table and "⚠)" in table
+
+
+def test_004s_vae_is_the_mse_vae_its_avae_fine_tunes_whatever_the_grid_calls_it():
+    values = {"avae_s": 0.0091, "vae_s": 0.0094, "avae_finetune": 0.0098, "vae_mse": 0.0102, "vae": 0.0050}
+    default_grid = {"d": {m: {"mse": entry(v)} for m, v in values.items()}}
+    result = by_key(check(default_grid))[("avae-s-mse", "d", "mse")]
+    assert result.finding.models == ("avae_s", "vae_s", "avae_finetune", "vae_mse")  # not 001's vae
+    assert result.verdict == HOLDS  # the 001 VAE's lower mse does not enter 004's ordering
+    paper_names = {"avae_s": 0.0091, "vae_s": 0.0094, "avae": 0.0098, "vae": 0.0102}  # params/avae_s.yaml
+    paper_grid = {"d": {m: {"mse": entry(v)} for m, v in paper_names.items()}}
+    result = by_key(check(paper_grid))[("avae-s-mse", "d", "mse")]
+    assert result.finding.models == ("avae_s", "vae_s", "avae", "vae") and result.verdict == HOLDS

@@ -2,6 +2,8 @@
 weights or with other files under the weights' names, random networks injected explicitly
 (never under a real name), and the PNG strips."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -123,6 +125,14 @@ def test_prdc_in_the_classifier_space_compares_equal_counts(image_prepared, tmp_
     assert set(by) == {f"{name}_classifier" for name in PRDC}
     assert all(row.status == "ok" and row.n_samples == 48 for row in by.values())
     assert len(cell.prdc_train_index) == 48 and len(set(cell.prdc_train_index)) == 48
+    # the training images' features are cached for the next cell of the dataset, and equal a fresh extraction
+    cached = list(Path(cfg(tmp_path).stats_cache).glob("classifier-prdc-train-*.npz"))
+    assert len(cached) == 1
+    fresh = cell.classifier_features(np.asarray(image_prepared.x("train")[cell.prdc_train_index]), "again")
+    assert np.array_equal(np.load(cached[0])["features"], fresh)
+    other = evaluate.Cell(build("gan", image_prepared.info), image_prepared, cfg(tmp_path, metrics=["prdc_classifier"]),
+                          clf, stats, seed=1)
+    assert np.array_equal(other.prdc_train_classifier_features, fresh)
 
 
 def test_independent_critic_is_one_metric_on_images_and_vectors(image_prepared, toy_prepared, tmp_path):

@@ -47,6 +47,10 @@ def test_plan_covers_the_grid_upstream_first(repo):
     # every (dataset, model, seed) cell is evaluated exactly once
     assert sorted((c.dataset, c.model, c.seed) for c in calls if c.stage == "evaluate") == sorted(CELLS)
     assert plan.after_aggregate(calls) >= {"aggregate", "report"}
+    # priority: the stages downstream (the VAE: its stage-2 model, both evaluations, aggregate, report)
+    assert vae.priority == 5 and stage2.priority == 3 and evaluate.priority == 2
+    assert next(c for c in calls if c.name == "report").priority == 0
+    assert by_cell(calls, "prepare", "toy2d").priority > vae.priority
 
 
 def test_plan_of_one_cell_pulls_in_what_it_needs(repo):

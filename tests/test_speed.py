@@ -73,20 +73,30 @@ def test_bf16_autocast_matches_within_tolerance(image_prepared, tmp_path):
     assert all(p.dtype == torch.float32 for p in fast.parameters())  # weights stay fp32
 
 
-def test_bf16_autocast_keeps_losses_fp32(image_prepared, tmp_path):
+def test_bf16_autocast_covers_the_networks_only(image_prepared, tmp_path, monkeypatch):
+    from pipeline import losses
+    from pipeline.data import BatchSampler
     from pipeline.methods.vae import VAE, VaeConfig
     from pipeline.sections import NetworkConfig, TrainConfig
-    from pipeline.training import apply_speed_options
+    from pipeline.training import Trainer
 
     vae = VAE(VaeConfig(), image_prepared.info, NetworkConfig(width=4, latent_dim=4))
-    autocast = apply_speed_options(vae, TrainConfig(autocast="bf16"))
+    sampler = BatchSampler(image_prepared.x("train"), image_prepared.info, 8, torch.device("cpu"), 0)
+    trainer = Trainer(vae, sampler, TrainConfig(autocast="bf16", iterations=2), tmp_path / "ck", tmp_path / "log.csv",
+                      "test")
+    inner = []
+    vae.encoder.body.features[0].register_forward_hook(lambda m, i, out: inner.append(out.dtype))
+    in_loss_code = []
+    kl = losses.kl_standard_normal
+    monkeypatch.setattr(losses, "kl_standard_normal",
+                        lambda *a: in_loss_code.append(torch.is_autocast_enabled("cpu")) or kl(*a))
+    trainer.step()
+    assert inner and set(inner) == {torch.bfloat16}  # convs inside a network run in bf16
+    assert in_loss_code == [False]  # the loss code between the networks is not autocast
     x = torch.rand(4, 1, 32, 32) * 2 - 1
-    with autocast():
-        assert vae.encoder.body.features[0](x).dtype == torch.bfloat16  # convs run in bf16
-        mu, log_sigma = vae.encoder(x)
-        terms = vae.vae_loss(x)
-    assert mu.dtype == log_sigma.dtype == torch.float32
-    assert all(t.dtype == torch.float32 for t in terms.values())
+    mu, log_sigma = vae.encoder(x)
+    assert mu.dtype == log_sigma.dtype == torch.float32  # a network's outputs leave it as fp32
+    assert all(t.dtype == torch.float32 for t in vae.vae_loss(x).values())
 
 
 def test_compile_matches_the_plain_loop(toy_prepared, tmp_path):

@@ -203,8 +203,8 @@ def prdc_metric(cell: Cell) -> list[Row]:
 @register_metric("prdc_classifier", "image", "classifier", rows=prdc_row_specs("_classifier"))
 def prdc_classifier_metric(cell: Cell) -> list[Row]:
     """Precision, recall, density, coverage in the dataset classifier's feature space (as prdc)."""
-    real = cell.classifier_features(np.asarray(cell.data.x("train")[cell.prdc_train_index]), "classifier train")
-    return prdc_rows(real, cell.sample_classifier_features[:cell.prdc_count], "_classifier", "[0,255]",
+    return prdc_rows(cell.prdc_train_classifier_features, cell.sample_classifier_features[:cell.prdc_count],
+                     "_classifier", "[0,255]",
                      f"classifier:{cell.info.name}")
 
 

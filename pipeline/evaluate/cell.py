@@ -6,6 +6,7 @@ gives every chosen metric its rows (`n/a` or `missing` rows with the reason wher
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -232,6 +233,21 @@ class Cell:
     def prdc_count(self) -> int:
         """Samples and training images compared by precision/recall/density/coverage."""
         return min(self.cfg.n_samples, metrics.PRDC_SAMPLES, len(self.data.x("train")))
+
+    @cached_property
+    def prdc_train_classifier_features(self) -> np.ndarray:
+        """The classifier features of those training images, cached under a hash of the data, the
+        draw and the classifier's weights (every cell of a dataset shares them)."""
+        weights_digest = hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes()
+                                                 for t in self.classifier.state_dict().values())).hexdigest()
+        key = stable_hash({"data": self.data.meta["files"], "split": "train", "n": self.prdc_count,
+                           "classifier": weights_digest, "batch_size": self.cfg.batch_size})
+
+        def compute() -> dict[str, np.ndarray]:
+            images = np.asarray(self.data.x("train")[self.prdc_train_index])
+            return {"features": self.classifier_features(images, "classifier train")}
+
+        return metrics.cached_arrays(self.cfg.stats_cache or None, f"classifier-prdc-train-{key}", compute)["features"]
 
     @cached_property
     def prdc_train_index(self) -> np.ndarray:
