@@ -15,6 +15,7 @@ failing to holding as training grows is a matter of scale; one that fails at eve
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
@@ -26,13 +27,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline import findings  # noqa: E402
 
 
+def scaled(iterations, fraction: float):
+    """An iteration count times `fraction` (at least 1); a per-dataset mapping entry by entry."""
+    if isinstance(iterations, dict):
+        return {dataset: scaled(n, fraction) for dataset, n in iterations.items()}
+    return max(1, round(iterations * fraction))
+
+
 def scaled_params(params: dict, fraction: float) -> dict:
     """`params` with train.iterations and every model's train.iterations times `fraction`."""
-    out = json.loads(json.dumps(params))
-    out["train"]["iterations"] = max(1, round(out["train"]["iterations"] * fraction))
-    for spec in out.get("models", {}).values():
-        if "iterations" in spec.get("train", {}):
-            spec["train"]["iterations"] = max(1, round(spec["train"]["iterations"] * fraction))
+    out = copy.deepcopy(params)
+    for train in [out["train"], *(spec.get("train", {}) for spec in out.get("models", {}).values())]:
+        if "iterations" in train:
+            train["iterations"] = scaled(train["iterations"], fraction)
     return out
 
 
