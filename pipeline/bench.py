@@ -30,6 +30,7 @@ from torch.utils.flop_counter import flop_registry
 from pipeline.config import Params
 from pipeline.data import BatchSampler
 from pipeline.datainfo import DataInfo
+from pipeline.execute import slot_threads, thread_env
 from pipeline.export import export_vae, load_vae_export
 from pipeline.methods import REGISTRY, build_method
 from pipeline.sections import ModelSpec
@@ -203,8 +204,8 @@ def time_packed(model: str, params_path: str, resolution: int, channels: int, se
     env = {**os.environ}
     if torch.cuda.is_available() or seeds == 1:
         env.pop("OMP_NUM_THREADS", None)
-    else:  # share the CPU cores between the packed processes
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // seeds))
+    else:  # share the CPU cores between the packed processes, as the grid's CPU slots do
+        env = thread_env(slot_threads(seeds))
 
     def run(n: int) -> tuple[float, float | None]:
         """Total it/s of n concurrent processes and the sum of their peak GPU memories."""

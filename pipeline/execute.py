@@ -88,11 +88,9 @@ def run_in_process(argv: list[str], root: str, out: LineLog) -> int:
 def run_in_subprocess(argv: list[str], root: str, device: str | None, out: LineLog, threads: int | None = None) -> int:
     """Run the command in its own process, seeing only GPU `device` when one is given (with
     `threads` CPU threads when given); its exit status."""
-    env = dict(os.environ)
+    env = thread_env(threads)
     if device is not None:
         env["CUDA_VISIBLE_DEVICES"] = device
-    if threads is not None:
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           errors="replace") as proc:
         for line in proc.stdout:
@@ -103,6 +101,15 @@ def run_in_subprocess(argv: list[str], root: str, device: str | None, out: LineL
 
 
 EXIT_MARK = "\x00stage exit status "  # a stage worker's last line for each stage
+
+
+def thread_env(threads: int | None) -> dict[str, str]:
+    """This process's environment with torch's CPU thread pools (OpenMP, MKL) set to `threads`
+    (None: unchanged)."""
+    env = dict(os.environ)
+    if threads is not None:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    return env
 
 
 def slot_threads(slots: int) -> int:
@@ -117,10 +124,9 @@ class StageWorker:
     `threads` CPU threads: a CPU slot's stages without an interpreter start-up each."""
 
     def __init__(self, threads: int):
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.execute"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
-                                     env=env)
+                                     env=thread_env(threads))
 
     def run(self, argv: list[str], root: str, out: LineLog) -> int:
         """Run one stage command in the worker; its exit status (the worker's own, if it died)."""

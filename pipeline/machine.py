@@ -91,6 +91,8 @@ def describe_cpu(threads: int | None = None) -> str:
     used = min(threads or torch.get_num_threads(), cores)
     if clock is None:
         return f"CPU: {cpu_name()}, {used} of {cores} cores, {isa}; clock unknown: no peak"
+    cpu = torch.device("cpu")
     return (f"CPU: {cpu_name()}, {used} of {cores} cores at {clock / 1e9:.2f} GHz, {isa}: nominal peak "
-            f"{used * clock * fp32 / 1e9:.0f} GFLOP/s fp32, {used * clock * bf16 / 1e9:.0f} GFLOP/s bf16 "
+            f"{peak_flops(cpu, 'off', threads) / 1e9:.0f} GFLOP/s fp32, "
+            f"{peak_flops(cpu, 'bf16', threads) / 1e9:.0f} GFLOP/s bf16 "
             f"({fp32} and {bf16} FLOP/cycle/core, two FMA units assumed)")
