@@ -1,0 +1,105 @@
+"""AVAE §5's rule for VAE/GAN's β on a dataset: the β at which its KL matches the VAE's.
+
+    .venv/bin/python benchmarks/kl_matching_beta.py [--params params.yaml] [--dataset fashion_mnist]
+        [--data data/prepared/fashion_mnist] [--seeds 0 1 2] [--betas 1 2 3 4 5 10 20] [--threads 2]
+
+AVAE §5: "the Kullback-Leibler divergence term is usually much higher for the VAE/GAN model ...
+we introduced a hyper-parameter β to weight the Kullback-Leibler divergence in the encoder loss
+... in order to get similar Kullback-Leibler divergences. This hyper-parameter search leads us to
+the following (β_LSUN bedroom = 4, β_celeba = 5, β_CIFAR10 = 10, β_CIFAR100 = 10, β_SVHN = 20)."
+A dataset outside those five gets its β the same way: this script trains the reference VAE and
+the VAE/GAN at each β for the params' own iterations and networks, each seed, measures the
+table's `kl` (KL(q(z|x) ‖ p(z)) on the evaluation's test images) and prints the β whose mean KL
+is closest to the VAE's, for `models.vae_gan.beta` of that dataset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline import metrics  # noqa: E402
+from pipeline.config import parse_params  # noqa: E402
+from pipeline.data import load_prepared  # noqa: E402
+from pipeline.datainfo import to_model_scale  # noqa: E402
+from pipeline.run import load_model, train_cell  # noqa: E402
+
+
+def with_beta(raw: dict, model: str, dataset: str, beta: float) -> dict:
+    """The raw params with `models.<model>.beta` set to `beta` for `dataset`."""
+    out = copy.deepcopy(raw)
+    entry = out["models"][model]
+    entry["beta"] = {**entry["beta"], dataset: beta} if isinstance(entry.get("beta"), dict) else beta
+    return out
+
+
+def test_kl(method, data, n: int, batch_size: int) -> float:
+    """The evaluation's `kl` metric: mean KL(q(z|x) ‖ p(z)) over the first n test images (0: all)."""
+    x_u8 = data.x("test")[:n] if n else data.x("test")
+    x = to_model_scale(torch.from_numpy(np.asarray(x_u8)), data.info)
+    with torch.no_grad():
+        parts = [method.encode(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    return metrics.mean_kl(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
+
+
+def closest(kl_by_beta: dict[float, list[float]], target: float) -> float:
+    """The β whose mean KL is nearest the target (AVAE §5: "similar Kullback-Leibler divergences")."""
+    return min(kl_by_beta, key=lambda beta: abs(float(np.mean(kl_by_beta[beta])) - target))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--dataset", default="fashion_mnist")
+    ap.add_argument("--data", type=Path, default=None, help="prepared folder (default data/prepared/<dataset>)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--betas", type=float, nargs="+", default=[1, 2, 3, 4, 5, 10, 20])
+    ap.add_argument("--reference", default="vae", help="the model whose KL VAE/GAN's should match")
+    ap.add_argument("--model", default="vae_gan")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    raw = yaml.safe_load(args.params.read_text())
+    data_dir = args.data or Path("data/prepared") / args.dataset
+    data = load_prepared(data_dir)
+    n, batch_size = raw["evaluate"]["n_recon"], raw["evaluate"]["batch_size"]
+
+    def kls(params, model: str, folder: Path) -> list[float]:
+        out = []
+        for seed in args.seeds:
+            cell = folder / f"{model}_seed{seed}"
+            train_cell(params, args.dataset, model, seed, data_dir, cell, cell / "checkpoints")
+            method, _ = load_model(cell / "model.pt")  # fp32, as the evaluate stage loads it
+            out.append(test_kl(method, data, n, batch_size))
+            print(f"  {model} seed {seed}: kl {out[-1]:.2f}", flush=True)
+        return out
+
+    with tempfile.TemporaryDirectory() as tmp:
+        reference = kls(parse_params(raw), args.reference, Path(tmp) / "reference")
+        target = float(np.mean(reference))
+        kl_by_beta = {}
+        for beta in args.betas:
+            kl_by_beta[beta] = kls(parse_params(with_beta(raw, args.model, args.dataset, beta)), args.model,
+                                   Path(tmp) / f"beta{beta:g}")
+    print(f"\n{args.reference} kl on {args.dataset}: {target:.2f} ± {np.std(reference, ddof=1):.2f} "
+          f"(seeds {args.seeds})")
+    print(f"{'beta':>6s} {'kl mean':>8s} {'kl std':>7s}  {args.model}")
+    for beta, values in kl_by_beta.items():
+        std = np.std(values, ddof=1) if len(values) > 1 else 0.0
+        print(f"{beta:6g} {np.mean(values):8.2f} {std:7.2f}")
+    print(f"\nclosest to {args.reference}'s kl: beta = {closest(kl_by_beta, target):g} "
+          f"(models.{args.model}.beta for {args.dataset})")
+
+
+if __name__ == "__main__":
+    main()
