@@ -27,10 +27,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import metrics  # noqa: E402
 from pipeline.config import parse_params  # noqa: E402
 from pipeline.data import load_prepared  # noqa: E402
-from pipeline.datainfo import to_model_scale  # noqa: E402
+from pipeline.evaluate.adapters import kl_metric  # noqa: E402
+from pipeline.evaluate.cell import Cell  # noqa: E402
 from pipeline.run import load_model, train_cell  # noqa: E402
 
 
@@ -40,15 +40,6 @@ def with_beta(raw: dict, model: str, dataset: str, beta: float) -> dict:
     entry = out["models"][model]
     entry["beta"] = {**entry["beta"], dataset: beta} if isinstance(entry.get("beta"), dict) else beta
     return out
-
-
-def test_kl(method, data, n: int, batch_size: int) -> float:
-    """The evaluation's `kl` metric: mean KL(q(z|x) ‖ p(z)) over the first n test images (0: all)."""
-    x_u8 = data.x("test")[:n] if n else data.x("test")
-    x = to_model_scale(torch.from_numpy(np.asarray(x_u8)), data.info)
-    with torch.no_grad():
-        parts = [method.encode(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
-    return metrics.mean_kl(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
 
 
 def closest(kl_by_beta: dict[float, list[float]], target: float) -> float:
@@ -72,15 +63,14 @@ def main() -> None:
     raw = yaml.safe_load(args.params.read_text())
     data_dir = args.data or Path("data/prepared") / args.dataset
     data = load_prepared(data_dir)
-    n, batch_size = raw["evaluate"]["n_recon"], raw["evaluate"]["batch_size"]
 
     def kls(params, model: str, folder: Path) -> list[float]:
         out = []
         for seed in args.seeds:
             cell = folder / f"{model}_seed{seed}"
             train_cell(params, args.dataset, model, seed, data_dir, cell, cell / "checkpoints")
-            method, _ = load_model(cell / "model.pt")  # fp32, as the evaluate stage loads it
-            out.append(test_kl(method, data, n, batch_size))
+            method, _ = load_model(cell / "model.pt")  # as the evaluate stage loads it
+            out.append(kl_metric(Cell(method, data, params.evaluate))[0].value)  # the table's `kl`
             print(f"  {model} seed {seed}: kl {out[-1]:.2f}", flush=True)
         return out
 
