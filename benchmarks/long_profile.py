@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import shutil
@@ -36,6 +37,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.config import load_params  # noqa: E402
+from pipeline.io import atomic_write_json, atomic_write_text  # noqa: E402
 
 CELL_FILES_FROM_TRAINING = ("run.json", "train_log.csv")
 CELL_FILES_FROM_EVALUATION = ("metrics.parquet", "samples.png")  # the other pictures: 4x the bytes, left out
@@ -92,22 +94,32 @@ def keep(folder: Path, run: Path) -> None:
             if f"train_classifier@{dataset}" in changed:
                 raise SystemExit(f"{run / 'classifiers' / dataset} is not what dvc.lock records: "
                                  "run the part to the end (or `dvc commit` its finished stages) first")
-            shutil.copytree(run / "classifiers" / dataset, folder / "classifiers" / dataset)
+            copy_whole(run / "classifiers" / dataset, folder / "classifiers" / dataset)
             networks[dataset] = used
-            (folder / "classifiers.json").write_text(json.dumps(networks, indent=1, sort_keys=True) + "\n")
+            atomic_write_json(folder / "classifiers.json", networks)
         if used != networks[dataset]:
             skipped.append(f"{dataset}/{model}/seed{seed}")
             continue
-        target = cell_dir(folder / "cells", dataset, model, seed)
-        target.mkdir(parents=True)
+        partial = cell_dir(folder / "cells", dataset, model, seed).with_suffix(".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
         for files, source in ((CELL_FILES_FROM_EVALUATION, "evals"), (CELL_FILES_FROM_TRAINING, "models")):
             for file in files:
-                shutil.copy(cell_dir(run / source, dataset, model, seed) / file, target / file)
+                shutil.copy(cell_dir(run / source, dataset, model, seed) / file, partial / file)
+        partial.rename(cell_dir(folder / "cells", dataset, model, seed))  # a cell is kept whole or not at all
         kept += 1
     print(f"kept {kept} cells in {folder / 'cells'} ({len(changed & set(todo))} in dvc.lock but not up to date)")
     if skipped:
         raise SystemExit(f"{len(skipped)} cells were measured with other feature networks than the kept ones "
                          f"(e.g. {skipped[0]}): run `restore` before a part, then that part again")
+
+
+def copy_whole(source: Path, target: Path) -> None:
+    """Copy a folder so that `target` appears complete or not at all."""
+    partial = target.with_suffix(".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial)
+    partial.rename(target)
 
 
 def restore(folder: Path, run: Path) -> None:
@@ -120,7 +132,7 @@ def restore(folder: Path, run: Path) -> None:
             continue
         dvc(run, "repro", "--single-item", f"prepare@{dataset}")  # train_classifier's input, for its lock entry
         shutil.rmtree(run / "classifiers" / dataset, ignore_errors=True)
-        shutil.copytree(folder / "classifiers" / dataset, run / "classifiers" / dataset)
+        copy_whole(folder / "classifiers" / dataset, run / "classifiers" / dataset)
         dvc(run, "commit", "--force", f"train_classifier@{dataset}")
         recorded = lock_stages(run)[f"train_classifier@{dataset}"]["outs"][0]["md5"]
         if recorded != networks[dataset]:
@@ -160,15 +172,16 @@ def table(folder: Path, run: Path) -> None:
         raise SystemExit(f"no kept cells under {folder / 'cells'}: run a part and `keep` first")
     report.aggregate([cell_dir(folder / "cells", *c) / "metrics.parquet" for c in cells], folder / "metrics",
                      params.grid.evaluate)
-    with open(folder / "cells.csv", "w", newline="") as f:
-        out = csv.writer(f)
-        out.writerow(["dataset", "model", "seed", "cpu", "threads", "autocast", "channels_last", "iterations",
-                      "wall_time_s", "git_rev"])
-        for dataset, model, seed in cells:
-            run_json = json.loads((cell_dir(folder / "cells", dataset, model, seed) / "run.json").read_text())
-            train = run_json["train"]
-            out.writerow([dataset, model, seed, run_json["cpu"], run_json["threads"], train["autocast"],
-                          train["channels_last"], train["iterations"], run_json["wall_time_s"], run_json["git_rev"]])
+    rows = io.StringIO()
+    out = csv.writer(rows, lineterminator="\n")
+    out.writerow(["dataset", "model", "seed", "cpu", "threads", "autocast", "channels_last", "iterations",
+                  "wall_time_s", "git_rev"])
+    for dataset, model, seed in cells:
+        run_json = json.loads((cell_dir(folder / "cells", dataset, model, seed) / "run.json").read_text())
+        train = run_json["train"]
+        out.writerow([dataset, model, seed, run_json["cpu"], run_json["threads"], train["autocast"],
+                      train["channels_last"], train["iterations"], run_json["wall_time_s"], run_json["git_rev"]])
+    atomic_write_text(folder / "cells.csv", rows.getvalue())
     print(f"{len(cells)} of {len(grid_cells(params))} cells -> {folder / 'metrics'}, {folder / 'cells.csv'}")
 
 
