@@ -37,6 +37,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.config import load_params  # noqa: E402
+from pipeline.diff import dvc_executable  # noqa: E402
+from pipeline.execute import dvc_commit  # noqa: E402
 from pipeline.io import atomic_write_json, atomic_write_text  # noqa: E402
 
 CELL_FILES_FROM_TRAINING = ("run.json", "train_log.csv")
@@ -130,10 +132,12 @@ def restore(folder: Path, run: Path) -> None:
         if dataset not in networks:
             print(f"{dataset}: no kept feature networks yet; this part trains them")
             continue
-        dvc(run, "repro", "--single-item", f"prepare@{dataset}")  # train_classifier's input, for its lock entry
+        prepare(run, dataset)  # train_classifier's input, for its lock entry
         shutil.rmtree(run / "classifiers" / dataset, ignore_errors=True)
         copy_whole(folder / "classifiers" / dataset, run / "classifiers" / dataset)
-        dvc(run, "commit", "--force", f"train_classifier@{dataset}")
+        errors = dvc_commit(run, [f"train_classifier@{dataset}"])
+        if errors:
+            raise SystemExit("\n".join(errors))
         recorded = lock_stages(run)[f"train_classifier@{dataset}"]["outs"][0]["md5"]
         if recorded != networks[dataset]:
             raise SystemExit(f"{dataset}: the restored classifiers hash to {recorded}, "
@@ -141,11 +145,11 @@ def restore(folder: Path, run: Path) -> None:
         print(f"{dataset}: kept feature networks restored ({recorded})")
 
 
-def dvc(run: Path, *args: str) -> None:
-    """`dvc <args>` in `run`, its stage commands finding this interpreter's `python` (as `make` sets PATH)."""
-    bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
-    subprocess.run([str(Path(bin_dir) / "dvc"), *args], cwd=run, check=True, env=env)
+def prepare(run: Path, dataset: str) -> None:
+    """`dvc repro` of the dataset's prepare stage in `run`, its command finding this interpreter's
+    `python` (as `make` sets PATH)."""
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
+    subprocess.run([dvc_executable(), "repro", "--single-item", f"prepare@{dataset}"], cwd=run, check=True, env=env)
 
 
 def todo(folder: Path, run: Path) -> None:
