@@ -6,7 +6,7 @@ In a clone whose params.yaml is the long params file (`python -m pipeline use pa
 
     python benchmarks/long_profile.py todo docs/cpu_long                 # the cells not kept yet
     python benchmarks/long_profile.py restore docs/cpu_long              # the kept feature networks, in dvc.lock
-    PREFECT_SERVER_ANALYTICS_ENABLED=false python -m pipeline grid --seeds 1 --no-aggregate   # one part
+    PREFECT_SERVER_ANALYTICS_ENABLED=false python -m pipeline grid --no-aggregate --seeds 1   # one part
     python benchmarks/long_profile.py keep docs/cpu_long                 # its evaluated cells into the folder
     python benchmarks/long_profile.py table docs/cpu_long                # <folder>/metrics/ from the kept cells
 
