@@ -45,7 +45,7 @@ repro: setup
 	@[ -d .dvc ] || { echo "no .dvc folder: run from a clone of the repository"; exit 1; }
 	@# the stages of dvc.yaml through the grid flow: orchestration.cpu_slots at once, one
 	@# `dvc commit` at the end; `dvc status` must then be clean (`dvc repro` re-runs the same stages)
-	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/python -m pipeline grid
+	$(BIN)/python -m pipeline grid
 	@$(BIN)/dvc status --quiet || { echo "dvc status is not clean after the grid:"; $(BIN)/dvc status; exit 1; }
 	@echo "== done: metrics/table.md, metrics/results.parquet, evals/<dataset>/<model>/seed<k>/*.png"
 

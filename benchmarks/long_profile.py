@@ -6,7 +6,7 @@ In a clone whose params.yaml is the long params file (`python -m pipeline use pa
 
     python benchmarks/long_profile.py todo docs/cpu_long                 # the cells not kept yet
     python benchmarks/long_profile.py restore docs/cpu_long              # the kept feature networks, in dvc.lock
-    PREFECT_SERVER_ANALYTICS_ENABLED=false python -m pipeline grid --no-aggregate --seeds 1   # one part
+    python -m pipeline grid --no-aggregate --seeds 1                     # one part
     python benchmarks/long_profile.py keep docs/cpu_long                 # its evaluated cells into the folder
     python benchmarks/long_profile.py table docs/cpu_long                # <folder>/metrics/ from the kept cells
 
@@ -161,9 +161,7 @@ def todo(folder: Path, run: Path) -> None:
             missing.setdefault(seed, []).append(model)
     total = len(grid_cells(params))
     print(f"{total - sum(map(len, missing.values()))} of {total} cells kept")
-    # as `make repro`: the temporary server's telemetry heartbeat can race its first writes to a
-    # fresh database ("database is locked" in the log), and this machine has no internet for it
-    grid = "PREFECT_SERVER_ANALYTICS_ENABLED=false python -m pipeline grid"
+    grid = "python -m pipeline grid"
     for seed, models in missing.items():
         whole = len(models) == len(params.grid.evaluate)
         print(f"{grid} --no-aggregate --seeds {seed}" + ("" if whole else " --models " + " ".join(models)))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -201,16 +200,13 @@ def time_packed(model: str, params_path: str, resolution: int, channels: int, se
     cmd = [sys.executable, "-m", "pipeline", "--params", params_path, "bench", "--models", model,
            "--resolution", str(resolution), "--channels", str(channels), "--steps", str(steps), "--json",
            "--no-packing", "--plain-only"]
-    env = {**os.environ}
-    if torch.cuda.is_available() or seeds == 1:
-        env.pop("OMP_NUM_THREADS", None)
-    else:  # share the CPU cores between the packed processes, as the grid's CPU slots do
-        env = thread_env(slot_threads(seeds))
+    # on a CPU the packed processes share its cores, as the grid's CPU slots do
+    packed_env = None if torch.cuda.is_available() else thread_env(slot_threads(seeds))
 
-    def run(n: int) -> tuple[float, float | None]:
-        """Total it/s of n concurrent processes and the sum of their peak GPU memories."""
-        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env if n > 1 else os.environ)
-                 for _ in range(n)]
+    def run(n: int, env: dict[str, str] | None = None) -> tuple[float, float | None]:
+        """Total it/s of n concurrent processes (environment `env`, None: this one's) and the
+        sum of their peak GPU memories."""
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(n)]
         outs = [p.communicate()[0] for p in procs]
         plain = [json.loads(o.strip().splitlines()[-1])[0]["plain"] for o in outs]
         memory = [r["peak_bytes"] for r in plain if r["peak_bytes"]]
@@ -218,7 +214,7 @@ def time_packed(model: str, params_path: str, resolution: int, channels: int, se
         return sum(r["mean_it_s"] for r in plain), (sum(memory) if memory else None)
 
     single, _ = run(1)
-    packed, memory = run(seeds)
+    packed, memory = run(seeds, packed_env)
     return {"single_it_s": single, "packed_it_s": packed, "ratio": packed / single, "packed_peak_bytes": memory}
 
 

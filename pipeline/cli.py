@@ -237,6 +237,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "report":
         stages.report(params, args.results, args.evals, args.out, args.models, args.curves)
     elif args.command == "grid":
+        # the temporary Prefect server's telemetry off unless the user turns it on (it can log a
+        # "database is locked" traceback as the server starts); Prefect reads it when imported
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         from pipeline.flows import grid_flow
 
         grid_flow(datasets=args.datasets, seeds=args.seeds, models=args.models, params_file=args.params,

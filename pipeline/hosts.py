@@ -117,7 +117,7 @@ def plan_spread(root: Path, params: Params, remote: SharedRemote, datasets: list
     records = remote.records()
     with Repo(str(root)) as repo:
         known = {s.name for s in repo.index.graph.nodes} & set(records)
-        stale = changed_here(repo, root, known) if known else set()
+        stale = changed_here(repo, known) if known else set()
     remote.merge_records({n: records[n] for n in stale})
     calls = plan_grid(root, params, datasets, seeds, models, aggregate, available=set(records))
     for call in calls:

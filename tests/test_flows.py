@@ -417,3 +417,24 @@ def test_the_temporary_prefect_server_listens_on_localhost_only(tmp_path, monkey
         server.stop()
     project_files = [ROOT / "prefect.yaml", ROOT / "Makefile", *(ROOT / "pipeline").rglob("*.py")]
     assert not [f for f in project_files if "0.0.0.0" in f.read_text()]  # nothing of ours opens a wildcard bind
+
+
+def test_grid_command_turns_the_temporary_servers_telemetry_off_unless_asked(tmp_path, monkeypatch):
+    """Prefect reads PREFECT_SERVER_ANALYTICS_ENABLED when imported: `pipeline grid` sets its
+    default (off) before the flows module imports prefect; a user's own value stays."""
+    import sys
+    import types
+
+    from pipeline.cli import main
+
+    seen = []
+    flows = types.ModuleType("pipeline.flows")
+    flows.grid_flow = lambda **_: seen.append(os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED"))
+    monkeypatch.setitem(sys.modules, "pipeline.flows", flows)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(tiny_params()))
+    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "true")  # restored after the test
+    assert main(["--params", str(path), "grid"]) == 0
+    monkeypatch.delenv("PREFECT_SERVER_ANALYTICS_ENABLED")
+    assert main(["--params", str(path), "grid"]) == 0
+    assert seen == ["true", "false"]

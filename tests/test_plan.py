@@ -8,6 +8,7 @@ from pipeline import plan
 from pipeline.config import load_params
 from pipeline.schema import ConfigError
 from tests.grid_repo import dvc, make_repo
+from tests.toy_dvc import make_origin
 
 CELLS = [(d, m, s) for d in ("toy2d", "fashion_mnist") for m in ("vae", "avae_b") for s in (0, 1)]
 
@@ -79,6 +80,18 @@ def test_one_stage_by_address_and_its_source_hashes(repo):
     assert set(sources) == {"pipeline", "stages/evaluate.py", "params.yaml"}  # not data/, models/, classifiers/
     with pytest.raises(ConfigError, match=r"no stage nope@x.*same commit"):
         plan.plan_stage(repo, "nope@x", available=False)
+
+
+def test_changed_stages_are_those_dvc_status_names(tmp_path):
+    from dvc.repo import Repo
+
+    origin, _ = make_origin(tmp_path)
+    assert dvc(origin, "repro", "make").returncode == 0
+    with Repo(str(origin)) as repo:
+        assert plan.changed_here(repo) == {"train", "report"}
+        assert plan.changed_here(repo, {"make", "train"}) == {"train"}
+        # the same answer as DVC's status of each stage on its own
+        assert {n for n in ("make", "train", "report") if repo.status(targets=[plan.target(origin, n)])} == {"train", "report"}
 
 
 def test_stage_cell_reads_positional_arguments():
