@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/kl_matching_beta.py [--params params.yaml] [--dataset fashion_mnist]
         [--data data/prepared/fashion_mnist] [--seeds 0 1 2] [--betas 1 2 3 4 5 10 20] [--threads 2]
+        [--slots 2] [--work /tmp/kl-beta]
 
 AVAE §5: "the Kullback-Leibler divergence term is usually much higher for the VAE/GAN model ...
 we introduced a hyper-parameter β to weight the Kullback-Leibler divergence in the encoder loss
@@ -11,14 +12,20 @@ A dataset outside those five gets its β the same way: this script trains the re
 the VAE/GAN at each β for the params' own iterations and networks, each seed, measures the
 table's `kl` (KL(q(z|x) ‖ p(z)) on the evaluation's test images) and prints the β whose mean KL
 is closest to the VAE's, for `models.vae_gan.beta` of that dataset.
+
+`--slots N` trains N runs at once, each in its own process with cores / N threads (as the grid's
+CPU slots). `--work DIR` keeps the runs' checkpoints there: the same command resumes a killed
+calibration from them (default: a temporary folder).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import multiprocessing
 import sys
 import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +38,7 @@ from pipeline.config import parse_params  # noqa: E402
 from pipeline.data import load_prepared  # noqa: E402
 from pipeline.evaluate.adapters import kl_metric  # noqa: E402
 from pipeline.evaluate.cell import Cell  # noqa: E402
+from pipeline.execute import slot_threads  # noqa: E402
 from pipeline.run import load_model, train_cell  # noqa: E402
 
 
@@ -47,6 +55,17 @@ def closest(kl_by_beta: dict[float, list[float]], target: float) -> float:
     return min(kl_by_beta, key=lambda beta: abs(float(np.mean(kl_by_beta[beta])) - target))
 
 
+def kl_after_training(raw: dict, dataset: str, model: str, seed: int, data_dir: Path, cell: Path,
+                      threads: int) -> float:
+    """Train one run (resuming from cell/checkpoints) and measure the table's `kl` of it."""
+    if threads:
+        torch.set_num_threads(threads)
+    params = parse_params(raw)
+    train_cell(params, dataset, model, seed, data_dir, cell, cell / "checkpoints")
+    method, _ = load_model(cell / "model.pt")  # as the evaluate stage loads it
+    return kl_metric(Cell(method, load_prepared(data_dir), params.evaluate))[0].value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -56,33 +75,41 @@ def main() -> None:
     ap.add_argument("--betas", type=float, nargs="+", default=[1, 2, 3, 4, 5, 10, 20])
     ap.add_argument("--reference", default="vae", help="the model whose KL VAE/GAN's should match")
     ap.add_argument("--model", default="vae_gan")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads per run (0: torch's default; cores / slots with --slots)")
+    ap.add_argument("--slots", type=int, default=1, help="runs trained at once, each in its own process")
+    ap.add_argument("--work", type=Path, default=None, help="keep the runs here; a rerun resumes from them")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     raw = yaml.safe_load(args.params.read_text())
     data_dir = args.data or Path("data/prepared") / args.dataset
-    data = load_prepared(data_dir)
+    load_prepared(data_dir)  # a missing or damaged folder fails here, before any training
+    threads = args.threads or (slot_threads(args.slots) if args.slots > 1 else 0)
+    runs = [(args.reference, None, seed) for seed in args.seeds]
+    runs += [(args.model, beta, seed) for beta in args.betas for seed in args.seeds]
 
-    def kls(params, model: str, folder: Path) -> list[float]:
-        out = []
-        for seed in args.seeds:
-            cell = folder / f"{model}_seed{seed}"
-            train_cell(params, args.dataset, model, seed, data_dir, cell, cell / "checkpoints")
-            method, _ = load_model(cell / "model.pt")  # as the evaluate stage loads it
-            out.append(kl_metric(Cell(method, data, params.evaluate))[0].value)  # the table's `kl`
-            print(f"  {model} seed {seed}: kl {out[-1]:.2f}", flush=True)
-        return out
-
+    pool = ProcessPoolExecutor(args.slots, mp_context=multiprocessing.get_context("spawn"))
     with tempfile.TemporaryDirectory() as tmp:
-        reference = kls(parse_params(raw), args.reference, Path(tmp) / "reference")
-        target = float(np.mean(reference))
-        kl_by_beta = {}
-        for beta in args.betas:
-            kl_by_beta[beta] = kls(parse_params(with_beta(raw, args.model, args.dataset, beta)), args.model,
-                                   Path(tmp) / f"beta{beta:g}")
-    print(f"\n{args.reference} kl on {args.dataset}: {target:.2f} ± {np.std(reference, ddof=1):.2f} "
-          f"(seeds {args.seeds})")
+        work = args.work or Path(tmp)
+        futures = {}
+        for model, beta, seed in runs:
+            run_raw = raw if beta is None else with_beta(raw, args.model, args.dataset, beta)
+            cell = work / ("reference" if beta is None else f"beta{beta:g}") / f"{model}_seed{seed}"
+            futures[pool.submit(kl_after_training, run_raw, args.dataset, model, seed, data_dir, cell,
+                                threads)] = (model, beta, seed)
+        kl = {}
+        try:
+            for future in as_completed(futures):
+                model, beta, seed = futures[future]
+                kl[model, beta, seed] = future.result()
+                print(f"  {model}{'' if beta is None else f' beta {beta:g}'} seed {seed}: "
+                      f"kl {kl[model, beta, seed]:.2f}", flush=True)
+        finally:  # a failed run stops the runs not started yet
+            pool.shutdown(cancel_futures=True)
+    reference = [kl[args.reference, None, seed] for seed in args.seeds]
+    target = float(np.mean(reference))
+    kl_by_beta = {beta: [kl[args.model, beta, seed] for seed in args.seeds] for beta in args.betas}
+    std = np.std(reference, ddof=1) if len(reference) > 1 else 0.0
+    print(f"\n{args.reference} kl on {args.dataset}: {target:.2f} ± {std:.2f} (seeds {args.seeds})")
     print(f"{'beta':>6s} {'kl mean':>8s} {'kl std':>7s}  {args.model}")
     for beta, values in kl_by_beta.items():
         std = np.std(values, ddof=1) if len(values) > 1 else 0.0
