@@ -55,6 +55,11 @@ def closest(kl_by_beta: dict[float, list[float]], target: float) -> float:
     return min(kl_by_beta, key=lambda beta: abs(float(np.mean(kl_by_beta[beta])) - target))
 
 
+def seed_std(values: list[float]) -> float:
+    """The sample standard deviation over seeds (0 for one seed)."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
 def kl_after_training(raw: dict, dataset: str, model: str, seed: int, data_dir: Path, cell: Path,
                       threads: int) -> float:
     """Train one run (resuming from cell/checkpoints) and measure the table's `kl` of it."""
@@ -108,12 +113,10 @@ def main() -> None:
     reference = [kl[args.reference, None, seed] for seed in args.seeds]
     target = float(np.mean(reference))
     kl_by_beta = {beta: [kl[args.model, beta, seed] for seed in args.seeds] for beta in args.betas}
-    std = np.std(reference, ddof=1) if len(reference) > 1 else 0.0
-    print(f"\n{args.reference} kl on {args.dataset}: {target:.2f} ± {std:.2f} (seeds {args.seeds})")
+    print(f"\n{args.reference} kl on {args.dataset}: {target:.2f} ± {seed_std(reference):.2f} (seeds {args.seeds})")
     print(f"{'beta':>6s} {'kl mean':>8s} {'kl std':>7s}  {args.model}")
     for beta, values in kl_by_beta.items():
-        std = np.std(values, ddof=1) if len(values) > 1 else 0.0
-        print(f"{beta:6g} {np.mean(values):8.2f} {std:7.2f}")
+        print(f"{beta:6g} {np.mean(values):8.2f} {seed_std(values):7.2f}")
     print(f"\nclosest to {args.reference}'s kl: beta = {closest(kl_by_beta, target):g} "
           f"(models.{args.model}.beta for {args.dataset})")
 
