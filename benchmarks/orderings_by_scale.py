@@ -9,7 +9,9 @@ repository (`make repro` there) for one point of the scale axis. `table` checks 
 of pipeline/findings.py on each labelled summary.json and prints a row per ordering, dataset
 and metric with its verdict and the models' means at each label: an ordering that turns from
 failing to holding as training grows is a matter of scale; one that fails at every length
-(or moves away) is a candidate bug to look into.
+(or moves away) is a candidate bug to look into. Where a results.parquet lies beside the
+summary.json (the run's metrics/ folder), each verdict also says in how many seeds the whole
+ordering holds, each seed's models compared with one another.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import findings  # noqa: E402
+from pipeline import findings, results  # noqa: E402
 
 
 def scaled(iterations, fraction: float):
@@ -43,29 +45,62 @@ def scaled_params(params: dict, fraction: float) -> dict:
     return out
 
 
-def verdict(result: findings.Result) -> str:
-    """'holds' / 'fails' with '*' when significant, then the models' means in the ordering."""
+def seed_values(results_parquet: Path) -> dict[tuple[str, str, str], dict[int, float]]:
+    """{(dataset, model, metric): {seed: value}} of a results.parquet's computed (status ok) rows."""
+    frame = results.read_metrics(results_parquet)
+    values: dict[tuple[str, str, str], dict[int, float]] = {}
+    for row in frame[frame["status"] == "ok"].itertuples():
+        values.setdefault((row.dataset, row.variant, row.metric), {})[int(row.seed)] = float(row.value)
+    return values
+
+
+def seeds_holding(result: findings.Result, values: dict) -> tuple[int, int] | None:
+    """(seeds in which every step of the ordering holds, seeds that all its models have); None
+    when the result has no steps or its models share no seed."""
+    models = {m for step in result.steps for m in (step.better, step.worse)}
+    per_model = {m: values.get((result.dataset, m, result.metric), {}) for m in models}
+    seeds = set.intersection(*(set(v) for v in per_model.values())) if per_model else set()
+    if not seeds:
+        return None
+
+    def holds(step: findings.Step, seed: int) -> bool:
+        better, worse = per_model[step.better][seed], per_model[step.worse][seed]
+        return better > worse if result.finding.higher_is_better else better < worse
+
+    return sum(all(holds(step, seed) for step in result.steps) for seed in seeds), len(seeds)
+
+
+def verdict(result: findings.Result, values: dict | None = None) -> str:
+    """'holds' / 'fails' with '*' when significant, then the models' means in the ordering, then
+    (with per-seed `values`) the seeds in which it holds."""
     if result.verdict == findings.UNKNOWN:
         return "cannot tell"
     mark = "*" if result.significance == "significant" else ""
     means = {}
     for step in result.steps:
         means[step.better], means[step.worse] = step.better_stats.mean, step.worse_stats.mean
-    return f"{result.verdict}{mark}: " + ", ".join(f"{m} {v:.4g}" for m, v in means.items())
+    text = f"{result.verdict}{mark}: " + ", ".join(f"{m} {v:.4g}" for m, v in means.items())
+    counted = seeds_holding(result, values) if values else None
+    return text + (f"; holds in {counted[0]} of {counted[1]} seeds" if counted else "")
 
 
-def table(labelled: dict[str, dict]) -> str:
+def table(labelled: dict[str, dict], seed_values_by_label: dict[str, dict] | None = None) -> str:
+    per_seed = seed_values_by_label or {}
     checked = {label: {r.key: r for r in findings.check(summary)} for label, summary in labelled.items()}
     keys = list(dict.fromkeys(k for results in checked.values() for k in results))
     lines = ["| ordering | dataset | " + " | ".join(labelled) + " |", "|---|---|" + "---|" * len(labelled)]
     for key in keys:
         any_result = next(results[key] for results in checked.values() if key in results)
-        cells = [verdict(results[key]) if key in results else "—" for results in checked.values()]
+        cells = [verdict(results[key], per_seed.get(label)) if key in results else "—"
+                 for label, results in checked.items()]
         lines.append(f"| {any_result.finding.claim(key[2])} ({any_result.finding.source}) | {key[1]} | "
                      + " | ".join(cells) + " |")
     counts = {label: sum(r.verdict == findings.HOLDS for r in results.values()) for label, results in checked.items()}
     lines += ["", "holding: " + ", ".join(f"{label} {n} of {len(checked[label])}" for label, n in counts.items()),
               "'*': significant (Welch's t-test over seeds, Benjamini–Hochberg over all steps of one label)"]
+    if per_seed:
+        lines.append("'holds in k of n seeds': every step of the ordering holds within the seed "
+                     f"(from results.parquet beside the summary: {', '.join(per_seed)})")
     return "\n".join(lines)
 
 
@@ -86,13 +121,15 @@ def main() -> None:
         args.out.write_text(yaml.safe_dump(scaled, sort_keys=False))
         print(f"wrote {args.out}: every iteration count x {args.fraction:g}")
     else:
-        labelled = {}
+        labelled, per_seed = {}, {}
         for item in args.summaries:
             label, sep, path = item.partition("=")
             if not sep:
                 parser.error(f"{item!r}: give LABEL=path/to/summary.json")
             labelled[label] = json.loads(Path(path).read_text())
-        print(table(labelled))
+            if (Path(path).parent / "results.parquet").exists():
+                per_seed[label] = seed_values(Path(path).parent / "results.parquet")
+        print(table(labelled, per_seed))
 
 
 if __name__ == "__main__":
