@@ -16,7 +16,7 @@ spec.loader.exec_module(orderings_by_scale)
 
 
 def summary_of(values: dict) -> dict:
-    """summary.json's shape from {(dataset, model, metric): {seed: value}} (std 1: no test matters here)."""
+    """summary.json's shape from {(dataset, model, metric): {seed: value}} (std 1: these tests do not look at significance)."""
     out: dict = {}
     for (dataset, model, metric), by_seed in values.items():
         mean = sum(by_seed.values()) / len(by_seed)
