@@ -84,8 +84,8 @@ def verdict(result: findings.Result, values: dict | None = None) -> str:
     return text + (f"; holds in {counted[0]} of {counted[1]} seeds" if counted else "")
 
 
-def table(labelled: dict[str, dict], seed_values_by_label: dict[str, dict] | None = None) -> str:
-    per_seed = seed_values_by_label or {}
+def table(labelled: dict[str, dict], per_seed: dict[str, dict] | None = None) -> str:
+    per_seed = per_seed or {}
     checked = {label: {r.key: r for r in findings.check(summary)} for label, summary in labelled.items()}
     keys = list(dict.fromkeys(k for results in checked.values() for k in results))
     lines = ["| ordering | dataset | " + " | ".join(labelled) + " |", "|---|---|" + "---|" * len(labelled)]
@@ -127,8 +127,9 @@ def main() -> None:
             if not sep:
                 parser.error(f"{item!r}: give LABEL=path/to/summary.json")
             labelled[label] = json.loads(Path(path).read_text())
-            if (Path(path).parent / "results.parquet").exists():
-                per_seed[label] = seed_values(Path(path).parent / "results.parquet")
+            beside = Path(path).parent / "results.parquet"
+            if beside.exists():
+                per_seed[label] = seed_values(beside)
         print(table(labelled, per_seed))
 
 
