@@ -141,7 +141,8 @@ def grids_section(changes: list[diff.Change], base: GridSource, head: GridSource
         png = atomic_write(grids_dir / f"{dataset}-{model}-seed{seed}.png", lambda t: image.save(t, format="PNG"))
         link = Path(os.path.relpath(png, link_root)).as_posix()
         where = "base left, head right" if base_png else "head only: no base grid"
-        pnote = f"smallest p {format_p(p, significant)}" if p is not None else "new or n too small to tell"
+        pnote = (f"smallest p {format_p(p, significant)}" if p is not None
+                 else "no p-value: new, n too small to tell or other feature networks")
         lines += [f"**{dataset} / {model}**, seed {seed} ({where}; {pnote})", "",
                   f"![{dataset} {model} seed {seed}: base vs head]({link})", ""]
         shown += 1
@@ -179,14 +180,16 @@ def pr_report(base: str, head: str | None = None, cwd: str | Path = ".", out: Pa
         raise ValueError(f"--max-grids {max_grids}: must be 0 or more")
     metrics_diff, params_diff = diff.fetch(base, head, cwd)
     old, new = diff.summaries(metrics_diff)
-    changes = diff.compare(old, new)
+    networks = diff.changed_networks(base, head, cwd)
+    changes = diff.compare(old, new, other_networks=networks)
     head_label = head or "workspace"
     link_root = out.resolve().parent if out else cwd.resolve()
     grids_dir = grids_dir or (link_root / "grids" if out else cwd / "pr-report-grids")
     base_src = GridSource(base, folder=base_evals) if base_evals else GridSource(base, repo=cwd, rev=base)
     head_src = GridSource(head, repo=cwd, rev=head) if head else GridSource(head_label, folder=cwd / "evals")
     text = "\n".join([f"# Metrics report: {base} → {head_label}", "",
-                      diff.render_metrics(changes, base, head_label), diff.render_params(params_diff),
+                      diff.render_metrics(changes, base, head_label, networks=networks),
+                      diff.render_params(params_diff),
                       orderings_section(old, new),
                       grids_section(changes, base_src, head_src, Path(grids_dir), link_root,
                                     MAX_GRIDS if max_grids is None else max_grids)])

@@ -117,6 +117,88 @@ def test_a_real_change_among_noise_is_marked():
     assert [(c.model, c.metric) for c in marked] == [("model0", "metric0")]
 
 
+def test_rows_measured_in_other_feature_networks_are_not_tested():
+    halved = entry(50.0, 0.5, 3), entry(25.0, 0.5, 3)  # a change Welch's test finds at p < 1e-4
+    old = {"fashion_mnist": {"vae": {"mse": entry(0.05, 0.0005, 3), "fd_classifier": halved[0],
+                                     "recon_accuracy": entry(0.8, 0.01, 3)}},
+           "mnist": {"vae": {"fd_classifier": halved[0]}}}
+    new = {"fashion_mnist": {"vae": {"mse": entry(0.025, 0.0005, 3), "fd_classifier": halved[1],
+                                     "recon_accuracy": entry(0.4, 0.01, 3)}},
+           "mnist": {"vae": {"fd_classifier": halved[1]}}}
+    same = {(c.dataset, c.metric): c for c in diff.compare(old, new)}
+    assert all(c.significant for c in same.values())  # in one set of networks every row is tested and marked
+    networks = {"fashion_mnist": "40ba905 → 731c1df"}
+    changes = diff.compare(old, new, other_networks=networks)
+    by = {(c.dataset, c.metric): c for c in changes}
+    for metric in ("fd_classifier", "recon_accuracy"):  # measured in fashion_mnist's classifier
+        assert by["fashion_mnist", metric].other_networks and by["fashion_mnist", metric].p is None
+        assert not by["fashion_mnist", metric].significant
+    assert by["fashion_mnist", "mse"].significant and not by["fashion_mnist", "mse"].other_networks
+    assert by["mnist", "fd_classifier"].significant  # mnist's networks are the same at both revisions
+    md = diff.render_metrics(changes, "a", "b", networks=networks)
+    assert "**2 of 2 rows changed significantly**" in md and "across the 2 rows present in both and tested" in md
+    assert ("**2 rows not tested: other feature networks** (classifiers/fashion_mnist: 40ba905 → 731c1df)"
+            in md)
+    assert "| fashion_mnist | vae | fd_classifier | 50 ± 0.5 | 25 ± 0.5 | -25 | other feature networks |" in md
+
+
+LOCK = """\
+schema: '2.0'
+stages:
+  train_classifier@{d}:
+    cmd: python -m stages.train_classifier {d}
+    outs:
+    - path: classifiers/{d}
+      hash: md5
+      md5: {fm}.dir
+  evaluate@{d}-vae-0:
+    cmd: python -m stages.evaluate {d} vae 0
+    deps:
+    - path: data/prepared/{d}
+      hash: md5
+      md5: 3a1697118d346e004f48128256993c72.dir
+    - path: classifiers/{d}
+      hash: md5
+      md5: {fm}.dir
+  evaluate@mnist-vae-0:
+    cmd: python -m stages.evaluate mnist vae 0
+    deps:
+    - path: classifiers/mnist
+      hash: md5
+      md5: {mn}.dir
+"""
+
+
+def lock(fm: str, mn: str) -> str:
+    return LOCK.format(d="fashion_mnist", fm=fm, mn=mn)
+
+
+def test_feature_networks_are_what_the_evaluations_read():
+    assert diff.feature_networks(lock("a" * 32, "c" * 32)) == {"fashion_mnist": {"a" * 32 + ".dir"},
+                                                              "mnist": {"c" * 32 + ".dir"}}
+    assert diff.feature_networks(None) == {} and diff.feature_networks("schema: '2.0'\n") == {}
+
+
+def test_changed_networks_between_revisions_and_the_workspace(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    git(repo, "config", "user.email", "t@example.com")
+    git(repo, "config", "user.name", "t")
+    (repo / "README").write_text("no dvc.lock yet\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "no lock")
+    for fm in ("a" * 32, "b" * 32):
+        (repo / "dvc.lock").write_text(lock(fm, "c" * 32))
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", fm)
+    (repo / "dvc.lock").write_text(lock("b" * 32, "d" * 32))  # the workspace: mnist's networks retrained
+    assert diff.changed_networks("HEAD~1", "HEAD", repo) == {"fashion_mnist": "aaaaaaa → bbbbbbb"}
+    assert diff.changed_networks("HEAD", None, repo) == {"mnist": "ccccccc → ddddddd"}
+    assert diff.changed_networks("HEAD~2", None, repo) == {}  # a revision without dvc.lock: nothing to compare
+    assert diff.changed_networks("HEAD", "HEAD", repo) == {}
+
+
 def test_dvc_beside_the_interpreter(tmp_path, monkeypatch):
     (tmp_path / "dvc").write_text("")
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))

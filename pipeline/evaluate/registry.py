@@ -141,9 +141,10 @@ def references() -> dict[str, str]:
     return {row.name: row.reference for row in row_specs().values() if row.reference}
 
 
-def rows_needing(weights_name: str) -> list[str]:
-    """The rows that are `missing` without the pretrained weights `weights_name` (a WEIGHTS key)."""
-    return [row.name for spec in METRICS.values() if weights_name in spec.weights for row in spec.rows]
+def rows_needing(name: str) -> list[str]:
+    """The rows measured with `name`: pretrained weights (a WEIGHTS key; without them the rows
+    are `missing`) or one of the dataset's own networks (DATASET_NETWORKS)."""
+    return [row.name for spec in METRICS.values() if name in spec.weights or name in spec.needs for row in spec.rows]
 
 
 def weights_reason(name: str, cfg: EvaluateConfig) -> str:
