@@ -32,12 +32,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.config import load_params  # noqa: E402
-from pipeline.diff import dvc_executable  # noqa: E402
+from pipeline.diff import dvc_executable, lock_stages as parse_lock_stages  # noqa: E402
 from pipeline.execute import dvc_commit  # noqa: E402
 from pipeline.io import atomic_write_json, atomic_write_text  # noqa: E402
 
@@ -58,7 +56,7 @@ def lock_stages(run: Path) -> dict:
     lock = run / "dvc.lock"
     if not lock.exists():
         raise SystemExit(f"{lock} not found: run a part (`python -m pipeline grid ...`) in {run} first")
-    return yaml.safe_load(lock.read_text())["stages"]
+    return parse_lock_stages(lock.read_text())
 
 
 def dep_md5(entry: dict, path: str) -> str | None:

@@ -3,11 +3,11 @@
 Wraps `dvc metrics diff --json --all` and `dvc params diff --json` and prints Markdown: per
 dataset, model and metric of metrics/summary.json the old and new mean ± std over seeds, the
 change, and the two-sided p-value of Welch's t-test on the two revisions' mean/std/n. A row is
-marked ⚠ only when it survives Benjamini–Hochberg at q = 0.05 across every row present in both
+marked ⚠ only when it survives Benjamini–Hochberg at q = 0.05 across every row tested in both
 revisions; with fewer than 2 seeds on a side it says "n too small to tell". A row measured in
 the dataset's own feature networks (classifiers/<dataset>: fd_classifier, fd_autoencoder, ...)
-is not tested when dvc.lock says the two revisions' evaluations read different networks (trained
-on another CPU kind, or changed): its change is the networks' as much as the models'. Then the
+is not tested when the two revisions' dvc.lock say the cell's evaluations read other networks
+(trained on another CPU kind, or changed): its change is the networks' as much as the models'. Then the
 params that changed. The `dvc` run is the one installed beside the running interpreter (the
 project's .venv), else the one on PATH.
 """
@@ -19,17 +19,15 @@ import math
 import shutil
 import subprocess
 import sys
-from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-
-from dvc.utils.serialize import parse_yaml
 
 from pipeline.significance import TOO_FEW, Q, Stats, bh_significant, format_p, welch_p
 
 SUMMARY = "metrics/summary.json"  # dvc.yaml's metrics file: {dataset: {model: {metric: {mean, std, n}}}}
 FIELDS = ("mean", "std", "n")
 NETWORKS = "classifiers"  # dvc.yaml's train_classifier outputs: classifiers/<dataset>, read by every evaluation
+EVALS = "evals"  # dvc.yaml's evaluate outputs: evals/<dataset>/<model>/seed<k>
 OTHER_NETWORKS = "other feature networks"  # the verdict of a row not tested for that reason
 
 
@@ -37,7 +35,7 @@ OTHER_NETWORKS = "other feature networks"  # the verdict of a row not tested for
 class Change:
     """One (dataset, model, metric): its stats in each revision (None where absent), Welch's p
     (None: n too small to tell, or not tested), whether it survives Benjamini–Hochberg, and
-    whether the revisions measured it in other feature networks (then it is not tested)."""
+    the feature networks it was measured in where the revisions' differ (then it is not tested)."""
 
     dataset: str
     model: str
@@ -46,7 +44,7 @@ class Change:
     new: Stats | None = None
     p: float | None = None
     significant: bool = False
-    other_networks: bool = False
+    other_networks: str = ""  # "classifiers/<dataset>: old → new" where the revisions' networks differ
 
     @property
     def delta(self) -> float | None:
@@ -97,32 +95,49 @@ def summaries(metrics_diff: dict) -> tuple[dict, dict]:
 
 
 def lock_text(rev: str | None, cwd: str | Path) -> str | None:
-    """dvc.lock at git revision `rev` (None: the workspace's); None where there is none."""
+    """dvc.lock in `cwd` at git revision `rev` (None: the workspace's); None where there is none."""
     if rev is None:
         path = Path(cwd) / "dvc.lock"
         return path.read_text() if path.is_file() else None
-    proc = subprocess.run(["git", "show", f"{rev}:dvc.lock"], cwd=cwd, capture_output=True, text=True)
-    return proc.stdout if proc.returncode == 0 else None
+    proc = subprocess.run(["git", "show", f"{rev}:./dvc.lock"], cwd=cwd, capture_output=True, text=True)
+    if proc.returncode == 0:
+        return proc.stdout
+    commit = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=cwd,
+                            capture_output=True, text=True)
+    if commit.returncode != 0:
+        raise RuntimeError(f"git cannot read revision {rev!r} in {cwd}: {proc.stderr.strip()} (fetch it, e.g. "
+                           "`git fetch origin`, or check out with fetch-depth: 0 in CI)")
+    return None  # the revision has no dvc.lock
 
 
-def feature_networks(lock: str | None) -> dict[str, set[str]]:
-    """{dataset: the hashes of classifiers/<dataset> that dvc.lock's stages read} ({} without a lock)."""
-    networks: dict[str, set[str]] = {}
-    stages = (parse_yaml(lock, "dvc.lock") or {}).get("stages", {}) if lock else {}
-    for entry in stages.values():
-        for dep in entry.get("deps", []):
-            folder, _, dataset = dep["path"].partition("/")
-            if folder == NETWORKS and dataset and "/" not in dataset:
-                networks.setdefault(dataset, set()).add(dep.get("md5", ""))
+def lock_stages(lock: str | None) -> dict:
+    """The stages of a dvc.lock's text, read as DVC reads it ({} without a lock)."""
+    from dvc.utils.serialize import parse_yaml
+
+    return (parse_yaml(lock, "dvc.lock") or {}).get("stages", {}) if lock else {}
+
+
+def feature_networks(lock: str | None) -> dict[tuple[str, str], set[str]]:
+    """{(dataset, model): the hashes of classifiers/<dataset> its evaluations read (one per seed's
+    evals/<dataset>/<model>/seed<k>)}, from dvc.lock's stages ({} without a lock)."""
+    networks: dict[tuple[str, str], set[str]] = {}
+    for entry in lock_stages(lock).values():
+        read = {dep["path"].split("/")[1]: dep.get("md5", "") for dep in entry.get("deps", [])
+                if dep["path"].count("/") == 1 and dep["path"].startswith(f"{NETWORKS}/")}
+        for out in entry.get("outs", []):
+            parts = out["path"].split("/")
+            if len(parts) == 4 and parts[0] == EVALS and parts[1] in read:
+                networks.setdefault((parts[1], parts[2]), set()).add(read[parts[1]])
     return networks
 
 
-def changed_networks(rev_a: str, rev_b: str | None, cwd: str | Path) -> dict[str, str]:
-    """{dataset: "old → new" (short hashes)} for each dataset whose evaluations read other feature
-    networks at rev_b (None: the workspace) than at rev_a; a dataset either lock lacks is left out."""
+def changed_networks(rev_a: str, rev_b: str | None, cwd: str | Path) -> dict[tuple[str, str], str]:
+    """{(dataset, model): "classifiers/<dataset>: old → new" (short hashes)} for each cell whose
+    evaluations read other feature networks at rev_b (None: the workspace) than at rev_a; a cell
+    either lock lacks is left out."""
     old, new = (feature_networks(lock_text(rev, cwd)) for rev in (rev_a, rev_b))
-    return {d: f"{short_hashes(old[d])} → {short_hashes(new[d])}"
-            for d in sorted(old.keys() & new.keys()) if old[d] != new[d]}
+    return {cell: f"{NETWORKS}/{cell[0]}: {short_hashes(old[cell])} → {short_hashes(new[cell])}"
+            for cell in sorted(old.keys() & new.keys()) if old[cell] != new[cell]}
 
 
 def short_hashes(hashes: set[str]) -> str:
@@ -136,18 +151,19 @@ def network_rows() -> set[str]:
     return {row for network in registry.DATASET_NETWORKS for row in registry.rows_needing(network)}
 
 
-def compare(old: dict, new: dict, q: float = Q, other_networks: Collection[str] = ()) -> list[Change]:
+def compare(old: dict, new: dict, q: float = Q, networks: dict[tuple[str, str], str] | None = None) -> list[Change]:
     """Every (dataset, model, metric) of either summary, with Welch's p where both sides have
-    one, and Benjamini–Hochberg at q over all those p-values. In the datasets `other_networks`
-    the rows measured in the dataset's own networks are not tested."""
+    one, and Benjamini–Hochberg at q over all those p-values. In the cells of `networks`
+    (changed_networks) the rows measured in the dataset's own networks are not tested."""
     keys = sorted({(d, m, k) for s in (old, new) for d, models in s.items() for m, ms in models.items() for k in ms})
-    untested = network_rows() if other_networks else set()
+    networks = networks or {}
+    untested = network_rows() if networks else set()
     changes = []
     for d, m, k in keys:
         a = Stats.from_summary(old.get(d, {}).get(m, {}).get(k))
         b = Stats.from_summary(new.get(d, {}).get(m, {}).get(k))
-        if d in other_networks and k in untested:
-            changes.append(Change(d, m, k, a, b, other_networks=True))
+        if (d, m) in networks and k in untested:
+            changes.append(Change(d, m, k, a, b, other_networks=networks[d, m]))
         else:
             changes.append(Change(d, m, k, a, b, welch_p(a, b) if a and b else None))
     tested = [c for c in changes if c.p is not None]
@@ -168,19 +184,18 @@ def verdict(c: Change) -> str:
     return OTHER_NETWORKS if c.other_networks else format_p(c.p, c.significant)
 
 
-def headline(changes: list[Change], q: float = Q, networks: dict[str, str] | None = None) -> str:
+def headline(changes: list[Change], q: float = Q) -> str:
     """One line: how many rows are significant, out of how many compared; what could not be told,
-    and what was not tested because the revisions' feature networks (`networks`: dataset ->
-    "old → new") differ."""
+    and what was not tested because the revisions' feature networks differ."""
     tested = [c for c in changes if c.p is not None]
     both = [c for c in changes if c.old is not None and c.new is not None]
     too_few = sum(c.p is None and not c.other_networks for c in both)
-    untested = sum(c.other_networks for c in both)
+    untested = sum(bool(c.other_networks) for c in both)
     sig = sum(c.significant for c in changes)
     head = f"**{sig} of {len(tested)} rows changed significantly**" if sig else "**Nothing is significant**"
     tail = f"; {too_few} rows: {TOO_FEW} (fewer than 2 seeds on a side)" if too_few else ""
     if untested:
-        where = "; ".join(f"{NETWORKS}/{d}: {hashes}" for d, hashes in (networks or {}).items())
+        where = "; ".join(sorted({c.other_networks for c in both if c.other_networks}))
         tail += (f"; **{untested} rows not tested: {OTHER_NETWORKS}** ({where}). They are measured in the "
                  "dataset's own classifier and autoencoder, which the two revisions trained to other weights "
                  "(another CPU kind, or a change to them), so their change is the networks' as much as the models'")
@@ -188,17 +203,16 @@ def headline(changes: list[Change], q: float = Q, networks: dict[str, str] | Non
             f"q = {q:g} across the {len(tested)} rows present in both{' and tested' if untested else ''}){tail}.")
 
 
-def render_metrics(changes: list[Change], rev_a: str, rev_b: str, show_all: bool = False,
-                   networks: dict[str, str] | None = None) -> str:
+def render_metrics(changes: list[Change], rev_a: str, rev_b: str, show_all: bool = False) -> str:
     """Markdown of metric changes: a headline, then new/removed rows and the smallest p first."""
     lines = [f"## Metrics: {rev_a} → {rev_b}", ""]
     if not changes:
         return "\n".join(lines + [f"No metrics found in either revision ({SUMMARY}).", ""])
     shown = [c for c in changes if show_all or c.delta is None or c.delta != 0]
     if not shown:
-        return "\n".join(lines + ["No metric changed. " + headline(changes, networks=networks), ""])
+        return "\n".join(lines + ["No metric changed. " + headline(changes), ""])
     shown.sort(key=lambda c: (c.delta is not None, c.p is None, c.p or 0.0, c.dataset, c.model, c.metric))
-    lines += [headline(changes, networks=networks), "", "| dataset | model | metric | old | new | Δ | p (Welch) |",
+    lines += [headline(changes), "", "| dataset | model | metric | old | new | Δ | p (Welch) |",
               "|---|---|---|---|---|---|---|"]
     lines += [f"| {c.dataset} | {c.model} | {c.metric} | {num(c.old)} | {num(c.new)} | "
               f"{'—' if c.delta is None else f'{c.delta:+.4g}'} | {verdict(c)} |" for c in shown]
@@ -219,11 +233,11 @@ def render_params(params_diff: dict, show_all: bool = False) -> str:
 
 
 def render(metrics_diff: dict, params_diff: dict, rev_a: str, rev_b: str, show_all: bool = False,
-           networks: dict[str, str] | None = None) -> str:
+           networks: dict[tuple[str, str], str] | None = None) -> str:
     """Markdown for a pull request: metric changes with their significance, then params.
-    `networks`: the datasets whose feature networks differ (changed_networks)."""
-    changes = compare(*summaries(metrics_diff), other_networks=networks or {})
-    return render_metrics(changes, rev_a, rev_b, show_all, networks) + "\n" + render_params(params_diff, show_all)
+    `networks`: the cells whose feature networks differ (changed_networks)."""
+    changes = compare(*summaries(metrics_diff), networks=networks)
+    return render_metrics(changes, rev_a, rev_b, show_all) + "\n" + render_params(params_diff, show_all)
 
 
 def fetch(rev_a: str, rev_b: str | None, cwd: str | Path, show_all: bool = False) -> tuple[dict, dict]:

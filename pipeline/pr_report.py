@@ -181,15 +181,14 @@ def pr_report(base: str, head: str | None = None, cwd: str | Path = ".", out: Pa
     metrics_diff, params_diff = diff.fetch(base, head, cwd)
     old, new = diff.summaries(metrics_diff)
     networks = diff.changed_networks(base, head, cwd)
-    changes = diff.compare(old, new, other_networks=networks)
+    changes = diff.compare(old, new, networks=networks)
     head_label = head or "workspace"
     link_root = out.resolve().parent if out else cwd.resolve()
     grids_dir = grids_dir or (link_root / "grids" if out else cwd / "pr-report-grids")
     base_src = GridSource(base, folder=base_evals) if base_evals else GridSource(base, repo=cwd, rev=base)
     head_src = GridSource(head, repo=cwd, rev=head) if head else GridSource(head_label, folder=cwd / "evals")
     text = "\n".join([f"# Metrics report: {base} → {head_label}", "",
-                      diff.render_metrics(changes, base, head_label, networks=networks),
-                      diff.render_params(params_diff),
+                      diff.render_metrics(changes, base, head_label), diff.render_params(params_diff),
                       orderings_section(old, new),
                       grids_section(changes, base_src, head_src, Path(grids_dir), link_root,
                                     MAX_GRIDS if max_grids is None else max_grids)])

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from pipeline import diff
+from pipeline.evaluate import registry
 from pipeline.significance import TOO_FEW, Stats, bh_significant, welch_p
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,62 +121,85 @@ def test_a_real_change_among_noise_is_marked():
 def test_rows_measured_in_other_feature_networks_are_not_tested():
     halved = entry(50.0, 0.5, 3), entry(25.0, 0.5, 3)  # a change Welch's test finds at p < 1e-4
     old = {"fashion_mnist": {"vae": {"mse": entry(0.05, 0.0005, 3), "fd_classifier": halved[0],
-                                     "recon_accuracy": entry(0.8, 0.01, 3)}},
-           "mnist": {"vae": {"fd_classifier": halved[0]}}}
+                                     "fd_autoencoder": halved[0], "recon_accuracy": entry(0.8, 0.01, 3)},
+                             "gan": {"fd_classifier": halved[0]}}}
     new = {"fashion_mnist": {"vae": {"mse": entry(0.025, 0.0005, 3), "fd_classifier": halved[1],
-                                     "recon_accuracy": entry(0.4, 0.01, 3)}},
-           "mnist": {"vae": {"fd_classifier": halved[1]}}}
-    same = {(c.dataset, c.metric): c for c in diff.compare(old, new)}
-    assert all(c.significant for c in same.values())  # in one set of networks every row is tested and marked
-    networks = {"fashion_mnist": "40ba905 → 731c1df"}
-    changes = diff.compare(old, new, other_networks=networks)
-    by = {(c.dataset, c.metric): c for c in changes}
-    for metric in ("fd_classifier", "recon_accuracy"):  # measured in fashion_mnist's classifier
-        assert by["fashion_mnist", metric].other_networks and by["fashion_mnist", metric].p is None
-        assert not by["fashion_mnist", metric].significant
-    assert by["fashion_mnist", "mse"].significant and not by["fashion_mnist", "mse"].other_networks
-    assert by["mnist", "fd_classifier"].significant  # mnist's networks are the same at both revisions
-    md = diff.render_metrics(changes, "a", "b", networks=networks)
+                                     "fd_autoencoder": halved[1], "recon_accuracy": entry(0.4, 0.01, 3),
+                                     "precision_classifier": entry(0.5, 0.01, 3)},
+                             "gan": {"fd_classifier": halved[1]}}}
+    same = {(c.model, c.metric): c for c in diff.compare(old, new)}
+    assert all(c.significant for c in same.values() if c.old)  # in one set of networks every row is marked
+    networks = {("fashion_mnist", "vae"): "classifiers/fashion_mnist: 40ba905 → 731c1df"}
+    changes = diff.compare(old, new, networks=networks)
+    by = {(c.model, c.metric): c for c in changes}
+    for metric in ("fd_classifier", "fd_autoencoder", "recon_accuracy"):  # measured in the dataset's networks
+        c = by["vae", metric]
+        assert c.other_networks == networks["fashion_mnist", "vae"] and c.p is None and not c.significant
+    assert by["vae", "mse"].significant and not by["vae", "mse"].other_networks
+    assert by["gan", "fd_classifier"].significant  # its evaluations read the same networks at both revisions
+    md = diff.render_metrics(changes, "a", "b")
     assert "**2 of 2 rows changed significantly**" in md and "across the 2 rows present in both and tested" in md
-    assert ("**2 rows not tested: other feature networks** (classifiers/fashion_mnist: 40ba905 → 731c1df)"
-            in md)
+    assert ("**3 rows not tested: other feature networks** (classifiers/fashion_mnist: 40ba905 → 731c1df)"
+            in md)  # the new precision_classifier row is not counted: it has nothing to compare
     assert "| fashion_mnist | vae | fd_classifier | 50 ± 0.5 | 25 ± 0.5 | -25 | other feature networks |" in md
+    assert "| fashion_mnist | vae | precision_classifier | — | 0.5 ± 0.01 | — | new |" in md
+    with pytest.raises(ValueError, match=r"rows_needing\('image'\): name pretrained weights"):
+        registry.rows_needing("image")
 
 
 LOCK = """\
 schema: '2.0'
 stages:
-  train_classifier@{d}:
-    cmd: python -m stages.train_classifier {d}
+  train_classifier@fashion_mnist:
+    cmd: python -m stages.train_classifier fashion_mnist
     outs:
-    - path: classifiers/{d}
+    - path: classifiers/fashion_mnist
       hash: md5
-      md5: {fm}.dir
-  evaluate@{d}-vae-0:
-    cmd: python -m stages.evaluate {d} vae 0
+      md5: 0000000000000000000000000000000f.dir
+  evaluate@fashion_mnist-vae-0:
+    cmd: python -m stages.evaluate fashion_mnist vae 0
     deps:
-    - path: data/prepared/{d}
+    - path: data/prepared/fashion_mnist
       hash: md5
       md5: 3a1697118d346e004f48128256993c72.dir
-    - path: classifiers/{d}
+    - path: classifiers/fashion_mnist
       hash: md5
-      md5: {fm}.dir
-  evaluate@mnist-vae-0:
-    cmd: python -m stages.evaluate mnist vae 0
+      md5: {vae0}.dir
+    outs:
+    - path: evals/fashion_mnist/vae/seed0
+      hash: md5
+      md5: 11111111111111111111111111111111.dir
+  evaluate@fashion_mnist-vae-1:
+    cmd: python -m stages.evaluate fashion_mnist vae 1
     deps:
-    - path: classifiers/mnist
+    - path: classifiers/fashion_mnist
       hash: md5
-      md5: {mn}.dir
+      md5: {vae1}.dir
+    outs:
+    - path: evals/fashion_mnist/vae/seed1
+      hash: md5
+      md5: 22222222222222222222222222222222.dir
+  evaluate@fashion_mnist-gan-0:
+    cmd: python -m stages.evaluate fashion_mnist gan 0
+    deps:
+    - path: classifiers/fashion_mnist
+      hash: md5
+      md5: {gan0}.dir
+    outs:
+    - path: evals/fashion_mnist/gan/seed0
+      hash: md5
+      md5: 33333333333333333333333333333333.dir
 """
 
 
-def lock(fm: str, mn: str) -> str:
-    return LOCK.format(d="fashion_mnist", fm=fm, mn=mn)
+def lock(vae0: str, vae1: str, gan0: str) -> str:
+    return LOCK.format(vae0=vae0, vae1=vae1, gan0=gan0)
 
 
-def test_feature_networks_are_what_the_evaluations_read():
-    assert diff.feature_networks(lock("a" * 32, "c" * 32)) == {"fashion_mnist": {"a" * 32 + ".dir"},
-                                                              "mnist": {"c" * 32 + ".dir"}}
+def test_feature_networks_are_what_each_cells_evaluations_read():
+    a, b = "a" * 32, "b" * 32
+    assert diff.feature_networks(lock(a, b, a)) == {("fashion_mnist", "vae"): {f"{a}.dir", f"{b}.dir"},
+                                                    ("fashion_mnist", "gan"): {f"{a}.dir"}}
     assert diff.feature_networks(None) == {} and diff.feature_networks("schema: '2.0'\n") == {}
 
 
@@ -188,15 +212,21 @@ def test_changed_networks_between_revisions_and_the_workspace(tmp_path):
     (repo / "README").write_text("no dvc.lock yet\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "no lock")
-    for fm in ("a" * 32, "b" * 32):
-        (repo / "dvc.lock").write_text(lock(fm, "c" * 32))
+    a, b, c = "a" * 32, "b" * 32, "c" * 32
+    for vae in (a, b):
+        (repo / "dvc.lock").write_text(lock(vae, vae, c))
         git(repo, "add", "-A")
-        git(repo, "commit", "-q", "-m", fm)
-    (repo / "dvc.lock").write_text(lock("b" * 32, "d" * 32))  # the workspace: mnist's networks retrained
-    assert diff.changed_networks("HEAD~1", "HEAD", repo) == {"fashion_mnist": "aaaaaaa → bbbbbbb"}
-    assert diff.changed_networks("HEAD", None, repo) == {"mnist": "ccccccc → ddddddd"}
+        git(repo, "commit", "-q", "-m", vae)
+    (repo / "dvc.lock").write_text(lock(b, a, c).replace("evaluate@fashion_mnist-gan-0", "gone").replace(
+        "evals/fashion_mnist/gan/seed0", "elsewhere"))  # the workspace: seed 1 of vae re-evaluated; gan not
+    assert diff.changed_networks("HEAD~1", "HEAD", repo) == {
+        ("fashion_mnist", "vae"): "classifiers/fashion_mnist: aaaaaaa → bbbbbbb"}
+    assert diff.changed_networks("HEAD", None, repo) == {  # a cell only one lock has is left out
+        ("fashion_mnist", "vae"): "classifiers/fashion_mnist: bbbbbbb → aaaaaaa/bbbbbbb"}
     assert diff.changed_networks("HEAD~2", None, repo) == {}  # a revision without dvc.lock: nothing to compare
-    assert diff.changed_networks("HEAD", "HEAD", repo) == {}
+    assert diff.changed_networks("HEAD~1", "HEAD~1", repo) == {}
+    with pytest.raises(RuntimeError, match="git cannot read revision 'no-such-rev'.*git fetch"):
+        diff.changed_networks("no-such-rev", None, repo)
 
 
 def test_dvc_beside_the_interpreter(tmp_path, monkeypatch):
@@ -250,6 +280,20 @@ def test_diff_between_two_fixture_revisions(two_revisions):
                          text=True, env={**os.environ, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
     assert cli.returncode == 0, cli.stderr
     assert cli.stdout == md
+
+
+@pytest.mark.slow
+def test_diff_reads_each_revisions_feature_networks(two_revisions):
+    repo = two_revisions
+    for gan in ("a" * 32, "b" * 32):  # the same metrics; gan's evaluation read other networks
+        (repo / "dvc.lock").write_text(lock("c" * 32, "c" * 32, gan))
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", f"gan evaluated in {gan[0]}")
+    md = diff.diff("HEAD~1", "HEAD", cwd=repo)
+    assert md.startswith("## Metrics: HEAD~1 → HEAD\n\nNo metric changed. **Nothing is significant**")
+    assert "across the 2 rows present in both and tested); **1 rows not tested: other feature networks** " \
+           "(classifiers/fashion_mnist: aaaaaaa → bbbbbbb)" in md
+    assert "rows not tested" not in diff.diff("HEAD~2", "HEAD~1", cwd=repo)  # HEAD~2 has no dvc.lock
 
 
 @pytest.mark.slow

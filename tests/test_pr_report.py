@@ -142,12 +142,13 @@ def test_changed_method_file(small_repo, tmp_path):
 def test_rows_in_other_feature_networks_are_not_tested(small_repo, tmp_path, monkeypatch):
     repo, revs = small_repo
     seen = []
+    networks = {("toy", "gan"): "classifiers/toy: aaaaaaa → bbbbbbb"}
     monkeypatch.setattr(diff, "changed_networks",  # dvc.lock's side: test_diff.py reads it from real revisions
-                        lambda a, b, cwd: seen.append((a, b)) or {"toy": "aaaaaaa → bbbbbbb"})
+                        lambda a, b, cwd: seen.append((a, b)) or networks)
     md = pr_report(revs["param"], revs["method"], cwd=repo, out=tmp_path / "report.md")
     assert seen == [(revs["param"], revs["method"])]
     assert "**Nothing is significant**" in md and "⚠ |" not in md
-    assert "**2 rows not tested: other feature networks** (classifiers/toy: aaaaaaa → bbbbbbb)" in md
+    assert "**1 rows not tested: other feature networks** (classifiers/toy: aaaaaaa → bbbbbbb)" in md
     assert re.search(r"\| toy \| gan \| fd_classifier \| 84\.29 ± 0\.84 \| 54\.29 ± 0\.54 \| -30 \| "
                      r"other feature networks \|", md)
     assert "(base left, head right; no p-value: new, n too small to tell or other feature networks)" in md

@@ -144,6 +144,9 @@ def references() -> dict[str, str]:
 def rows_needing(name: str) -> list[str]:
     """The rows measured with `name`: pretrained weights (a WEIGHTS key; without them the rows
     are `missing`) or one of the dataset's own networks (DATASET_NETWORKS)."""
+    if name not in WEIGHTS and name not in DATASET_NETWORKS:
+        raise ValueError(f"rows_needing({name!r}): name pretrained weights {sorted(WEIGHTS)} or one of the "
+                         f"dataset's networks {list(DATASET_NETWORKS)}")
     return [row.name for spec in METRICS.values() if name in spec.weights or name in spec.needs for row in spec.rows]
 
 
