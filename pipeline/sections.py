@@ -23,7 +23,8 @@ class TrainConfig:
     resumable checkpoints; device: auto | cpu | cuda | cuda:N; threads: CPU threads (0 = all);
     lr_decay_to: final learning rate as a fraction of the initial one (exponential decay);
     channels_last, autocast, fused_optimizer, compile: speed options (see training.py; `auto`:
-    on where the device computes bf16 natively, recorded resolved in run.json);
+    bf16 where the device computes it natively, channels_last there and on every CPU; recorded
+    resolved in run.json);
     keep_checkpoints: checkpoints kept; deterministic: deterministic kernels only.
     """
 

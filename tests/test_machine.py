@@ -23,9 +23,16 @@ def with_caps(monkeypatch, **caps):
 
 
 @pytest.mark.parametrize("caps, native", [({}, False), ({"avx512_bf16": True}, True), ({"amx_bf16": True}, True)])
-def test_auto_is_bf16_and_channels_last_only_where_the_cpu_computes_bf16(monkeypatch, caps, native):
+def test_auto_is_bf16_only_where_the_cpu_computes_bf16_and_channels_last_on_every_cpu(monkeypatch, caps, native):
     with_caps(monkeypatch, **caps)
     cfg = resolve_speed_options(TrainConfig(autocast="auto", channels_last="auto"), CPU)
+    assert (cfg.autocast, cfg.channels_last) == (("bf16", True) if native else ("off", True))
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_auto_on_a_gpu_is_bf16_and_channels_last_only_with_native_bf16(monkeypatch, native):
+    monkeypatch.setattr("pipeline.training.native_bf16", lambda device: native)
+    cfg = resolve_speed_options(TrainConfig(autocast="auto", channels_last="auto"), torch.device("cuda"))
     assert (cfg.autocast, cfg.channels_last) == (("bf16", True) if native else ("off", False))
 
 
@@ -70,5 +77,5 @@ def test_run_json_records_the_resolved_options(image_prepared, tmp_path):
     train_cell(params, "fashion_mnist", "vae", 0, tmp_path / "fmnist", tmp_path / "out", tmp_path / "ck")
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     native = machine.native_bf16(CPU)
-    assert (run["train"]["autocast"], run["train"]["channels_last"]) == (("bf16", True) if native else ("off", False))
+    assert (run["train"]["autocast"], run["train"]["channels_last"]) == ("bf16" if native else "off", True)
     assert run["cpu"] == machine.cpu_name() and run["threads"] == torch.get_num_threads()

@@ -17,7 +17,7 @@ from pipeline.data import BatchSampler
 from pipeline.datainfo import DataInfo
 from pipeline.networks import build_critic
 from pipeline.networks.critics import (DETERMINISTIC_LOG_SIGMA, CodeDiscriminator, DeterministicEncoder,
-                                     JointDiscriminator, critic_layers, replace_batch_norm)
+                                     JointDiscriminator, replace_batch_norm)
 from pipeline.schema import ConfigError
 from pipeline.sections import NetworkConfig
 from tests.conftest import ROOT, TINY_NET
@@ -172,10 +172,10 @@ def test_age_terms_and_sphere(image_prepared):
 def test_vae_gan_reconstruction_lives_in_a_hidden_layer(toy_prepared, image_prepared):
     for prepared in (toy_prepared, image_prepared):
         critic = build_critic(prepared.info, TINY_NET)
-        body, head = critic_layers(critic)
         x = batch(prepared)
-        assert torch.allclose(head(body(x)), critic(x))
-        assert body(x).shape[1] > 1  # a hidden layer, not the logit
+        head = critic.head if prepared.info.kind == "image" else critic.net[-1]
+        assert torch.allclose(head(critic(x, hidden=True)), critic(x))
+        assert critic(x, hidden=True).shape[1] > 1  # a hidden layer, not the logit
     m = make("vae_gan", image_prepared.info).train()
     x, x_tilde = batch(image_prepared), batch(image_prepared, split="test")
     with torch.no_grad():

@@ -10,13 +10,17 @@ from pipeline.training import network_modules
 from tests.conftest import ROOT, tiny_params
 
 pytestmark = pytest.mark.slow
+MODELS = {"vae": {"method": "vae", "beta": 1.0, "lr": 0.001}, "gan": {"method": "gan"},
+          "avae_b": {"method": "avae", "latent_loss": "b"}, "wgan_gp": {"method": "wgan_gp"},
+          "vae_gan": {"method": "vae_gan"}}
 
 
 def run(tmp_path, tag, dataset, model, iterations, **speed):
     params = parse_params(tiny_params(
-        grid={"datasets": [dataset], "seeds": [0], "pretrain": ["vae"], "baselines": ["gan"],
+        grid={"datasets": [dataset], "seeds": [0], "pretrain": ["vae"], "baselines": ["gan", "wgan_gp", "vae_gan"],
               "stage2": [{"model": "avae_b", "export": "vae"}], "evaluate": ["vae"], "toy": []},
         networks={"width": 4, "latent_dim": 4, "mlp_hidden": 32},
+        models=MODELS,
         train={"iterations": iterations, "batch_size": 16, "log_every": iterations, "checkpoint_every": iterations,
                "device": "cpu", **speed}))
     data = tmp_path / ("fmnist" if dataset == "fashion_mnist" else "toy2d")
@@ -44,7 +48,7 @@ def initial(tmp_path, dataset, model):
     from pipeline.export import load_vae_export
     from pipeline.methods import build_method
 
-    params = parse_params(tiny_params(networks={"width": 4, "latent_dim": 4, "mlp_hidden": 32}))
+    params = parse_params(tiny_params(networks={"width": 4, "latent_dim": 4, "mlp_hidden": 32}, models=MODELS))
     torch.manual_seed(0)
     spec = params.model(model, "fashion_mnist")
     from pipeline.data import load_prepared
@@ -103,6 +107,16 @@ def test_compile_matches_the_plain_loop(toy_prepared, tmp_path):
     plain, plain_losses = run(tmp_path, "plain", "toy2d", "avae_b", 100)
     fast, fast_losses = run(tmp_path, "compiled", "toy2d", "avae_b", 100, compile=True)
     assert relative_to_training(plain, fast, initial(tmp_path, "toy2d", "avae_b")) < 0.03
+    assert torch.allclose(plain_losses, fast_losses, rtol=1e-2)
+
+
+@pytest.mark.parametrize("model", ["vae_gan", "wgan_gp"])
+def test_compile_trains_a_hidden_layer_loss_and_a_gradient_penalty(model, image_prepared, tmp_path):
+    # VAE/GAN calls its discriminator twice per step, once for the hidden layer (batch norm's
+    # running statistics change in between); WGAN-GP differentiates its critic's gradient
+    plain, plain_losses = run(tmp_path, "plain", "fashion_mnist", model, 20)
+    fast, fast_losses = run(tmp_path, "compiled", "fashion_mnist", model, 20, compile=True)
+    assert relative_to_training(plain, fast, initial(tmp_path, "fashion_mnist", model)) < 0.03
     assert torch.allclose(plain_losses, fast_losses, rtol=1e-2)
 
 

@@ -120,7 +120,9 @@ class Method(nn.Module, abc.ABC):
     needs_vae: trained on a frozen stage-1 export (receives it as `vae`);
     exports_vae: is itself a stage-1 model (set from whether the class implements `export`);
     stochastic_encoder: its encoder is a distribution q(z|x) (False for BiGAN, AGE, α-GAN,
-    whose deterministic encoders have no KL or posterior variance to report).
+    whose deterministic encoders have no KL or posterior variance to report);
+    twice_differentiated: attributes naming networks whose gradient a loss differentiates again
+    (a gradient penalty); torch.compile cannot, so `train.compile` leaves them eager.
     """
 
     name: ClassVar[str]
@@ -128,6 +130,7 @@ class Method(nn.Module, abc.ABC):
     needs_vae: ClassVar[bool] = False
     exports_vae: ClassVar[bool] = False  # derived: True exactly when the class implements export()
     stochastic_encoder: ClassVar[bool] = True  # False: encode() is a point mass (no KL, no posterior draws)
+    twice_differentiated: ClassVar[tuple[str, ...]] = ()  # networks under a gradient penalty
     examples: ClassVar[dict[str, Example]] = {}  # name -> a config the contract tests run
 
     def __init_subclass__(cls, **kwargs) -> None:

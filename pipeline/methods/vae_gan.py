@@ -19,7 +19,6 @@ import torch
 from pipeline import losses
 from pipeline.methods import EncoderDecoderMethod, Example, Learning, OptimiserConfig, Phase, register
 from pipeline.networks import Encoder, build_critic, build_generator
-from pipeline.networks.critics import critic_layers
 from pipeline.schema import ConfigError
 
 
@@ -59,8 +58,7 @@ class VaeGan(EncoderDecoderMethod):
     def hidden_recon(self, x_tilde: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Mean over the batch of L_llike = ½‖Dis_l(x̃) − Dis_l(x)‖², Dis_l the discriminator's
         last hidden layer, x̃ and x passed as one batch  # Larsen et al. eq. 8-9"""
-        hidden = critic_layers(self.discriminator)[0]
-        h_tilde, h = hidden(torch.cat([x_tilde, x])).split([len(x_tilde), len(x)])
+        h_tilde, h = self.discriminator(torch.cat([x_tilde, x]), hidden=True).split([len(x_tilde), len(x)])
         return losses.sum_squares_recon(h_tilde, h).mean()
 
     def discriminate(self, *batches: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -40,6 +40,7 @@ class WganGp(Method):
 
     name = "wgan_gp"
     config_cls = WganGpConfig
+    twice_differentiated = ("critic",)  # WGAN-GP eq. 3: the penalty's gradient of the critic's gradient
     examples = {"wgan_gp": Example(learning=Learning("toy2d", 400, config={"lr": 1e-3}, samples=0.5)),
                 "no_critic_norm": Example({"critic_norm": "none"})}
 

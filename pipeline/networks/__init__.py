@@ -66,8 +66,10 @@ class ConvCritic(nn.Module):
             *[down_block(width << i, width << (i + 1)) for i in range(k)], nn.Flatten())
         self.head = nn.Linear((width << k) * 4 * 4, out_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+    def forward(self, x: torch.Tensor, hidden: bool = False) -> torch.Tensor:
+        """The logits, or with hidden=True the last hidden layer (the flattened last conv block)."""
+        features = self.features(x)
+        return features if hidden else self.head(features)
 
 
 class MLP(nn.Module):
@@ -79,8 +81,9 @@ class MLP(nn.Module):
         self.net = nn.Sequential(nn.Linear(in_dim, hidden), act(), nn.Linear(hidden, hidden), act(),
                                  nn.Linear(hidden, out_dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def forward(self, x: torch.Tensor, hidden: bool = False) -> torch.Tensor:
+        """The outputs, or with hidden=True the second hidden layer's activations."""
+        return self.net[:-1](x) if hidden else self.net(x)
 
 
 def build_generator(in_dim: int, info: DataInfo, net: NetworkConfig) -> nn.Module:

@@ -5,7 +5,6 @@ DataInfo and a NetworkConfig, for the adversarial baselines:
   optionally projected onto the unit sphere (AGE, α-GAN App. H.3).
 - JointDiscriminator: BiGAN's D(x, z) (AVAE Fig. 5 caption).
 - build_code_discriminator: α-GAN's code discriminator CZ (App. H.4: 3 layers of 750, no BN).
-- critic_layers: (body, head) of a build_critic network, for VAE/GAN's hidden-layer loss.
 - replace_batch_norm: a critic without batch norm (WGAN-GP: the penalty is per example).
 """
 
@@ -85,16 +84,6 @@ class CodeDiscriminator(nn.Module):
 def build_code_discriminator(net: NetworkConfig, hidden: int = 750, layers: int = 3) -> CodeDiscriminator:
     """α-GAN's code discriminator on net.latent_dim codes (App. H.4: 3 layers of 750 units)."""
     return CodeDiscriminator(net.latent_dim, hidden, layers)
-
-
-def critic_layers(critic: nn.Module) -> tuple[nn.Module, nn.Module]:
-    """(body, head) of a build_critic network: head(body(x)) == critic(x), and body(x) is its
-    last hidden layer (the flattened last conv block, or the second hidden MLP layer)."""
-    if isinstance(critic, ConvCritic):
-        return critic.features, critic.head
-    if isinstance(critic, MLP):
-        return critic.net[:-1], critic.net[-1]
-    raise TypeError(f"critic_layers: {type(critic).__name__} is not a build_critic network")
 
 
 def replace_batch_norm(module: nn.Module, norm: str) -> nn.Module:
