@@ -84,7 +84,7 @@ def keep(folder: Path, run: Path) -> None:
             if not cell_dir(folder / "cells", d, m, s).exists() and f"evaluate@{d}-{m}-{s}" in stages}
     first = [f"train_classifier@{d}" for d in params.grid.datasets if d not in networks]
     with Repo(str(run)) as repo:
-        changed = changed_here(repo, run, [*todo, *first]) if todo else set()
+        changed = changed_here(repo, {*todo, *first}) if todo else set()
     kept, skipped = 0, []
     for name, (dataset, model, seed) in todo.items():
         if name in changed:
